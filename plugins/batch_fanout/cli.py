@@ -1,0 +1,5 @@
+"""The ``batch-fanout`` console script."""
+from __future__ import annotations
+
+def main() -> int:
+    return 0
