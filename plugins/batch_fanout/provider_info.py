@@ -1,2 +1,25 @@
-def get_provider_info():
-    return {"package-name": "airflow-provider-batch-fanout", "name": "batch-fanout", "description": "", "versions": ["0.1.0"]}
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point.
+
+Kept in a module of its own, importing nothing heavy, because Airflow calls it while listing
+providers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batch_fanout import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-batch-fanout",
+        "name": "batch-fanout",
+        "description": (
+            "Leader -> fan-out -> aggregate pipelines on AWS Batch: dependent and array jobs, "
+            "per-child progress, retry of only the failed children, and a local AWS Batch endpoint."
+        ),
+        "versions": [__version__],
+        "extra-links": [],
+        "triggers": [],
+    }

@@ -1,0 +1,20 @@
+# The Airflow image that deploys this project's DAGs and provider (MWAA and Astro users install
+# requirements.txt and the provider distribution instead). Job images live in include/containers/.
+FROM apache/airflow:3.3.2-python3.11
+
+# Airflow itself is pinned by requirements.txt to the version of the base image.
+COPY --chown=airflow:root requirements.txt /opt/batch-fanout/requirements.txt
+RUN ["pip", "install", "--no-cache-dir", "-r", "/opt/batch-fanout/requirements.txt"]
+
+# The provider package (plugins/batch_fanout) and the job helper package it ships with.
+COPY --chown=airflow:root pyproject.toml README.md /opt/batch-fanout/
+COPY --chown=airflow:root plugins/batch_fanout /opt/batch-fanout/plugins/batch_fanout
+COPY --chown=airflow:root include/containers/shared /opt/batch-fanout/include/containers/shared
+RUN ["pip", "install", "--no-cache-dir", "--no-deps", "/opt/batch-fanout"]
+
+# DAGs, and the job definitions they register.
+COPY --chown=airflow:root dags /opt/airflow/dags
+COPY --chown=airflow:root include/specs /opt/airflow/include/specs
+ENV BATCH_FANOUT_SPECS_DIR=/opt/airflow/include/specs
+
+USER airflow

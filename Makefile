@@ -1,0 +1,74 @@
+# The two commands of the quick start are `make demo` and `make test`; each sets up what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PROJECT_DIR := $(CURDIR)
+VENV := $(PROJECT_DIR)/.venv
+PYTHON ?= python3
+INSTALLED := $(VENV)/.installed
+AIRFLOW_DB := $(PROJECT_DIR)/.airflow/airflow.db
+
+export BATCH_FANOUT_HOME := $(PROJECT_DIR)
+export AIRFLOW_HOME := $(PROJECT_DIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(PROJECT_DIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: help setup system-packages demo test lint bench airflow-db clean
+
+help:
+	@echo "make demo   run the whole pipeline on the local AWS Batch endpoint and print the report path"
+	@echo "make test   lint and run the test suite"
+	@echo "make lint   ruff and mypy"
+	@echo "make bench  run the benchmarks and print their figures"
+
+# The virtual environment, the project (editable, with the job and test extras) and the pinned
+# Airflow. Redone only when pyproject.toml or requirements.txt change.
+$(INSTALLED): pyproject.toml requirements.txt
+	@if command -v uv >/dev/null 2>&1; then UV=uv; \
+	else \
+		echo "uv not found: installing it from PyPI into $(VENV)"; \
+		[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV); \
+		$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv; \
+		UV=$(VENV)/bin/uv; \
+	fi; \
+	[ -x $(VENV)/bin/python ] || $$UV venv --quiet --python $(PYTHON) $(VENV); \
+	$$UV pip install --quiet --python $(VENV)/bin/python -e '.[jobs,test]' -r requirements.txt
+	@touch $@
+
+system-packages:
+	@if ! command -v stress-ng >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing stress-ng with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng >/dev/null; \
+		else \
+			echo "error: stress-ng is missing; install it with: sudo apt-get install -y stress-ng" >&2; exit 1; \
+		fi; \
+	fi
+
+setup: $(INSTALLED) system-packages
+
+$(AIRFLOW_DB): $(INSTALLED)
+	@mkdir -p $(AIRFLOW_HOME)
+	airflow db migrate >/dev/null
+	@touch $@
+
+airflow-db: $(AIRFLOW_DB)
+
+demo: setup $(AIRFLOW_DB)
+	batch-fanout demo
+
+lint: $(INSTALLED)
+	ruff check .
+	ruff format --check .
+	mypy plugins dags include tests benchmarks
+
+test: setup lint
+	pytest
+
+bench: setup $(AIRFLOW_DB)
+	@for script in benchmarks/*.py; do echo "== $$script"; python $$script || exit 1; done
+
+clean:
+	-batch-fanout local stop
+	rm -rf .airflow .local-batch .results

@@ -1,0 +1,145 @@
+"""Fixtures shared by the whole suite: an Airflow metadata database, the local AWS Batch endpoint,
+boto3 clients and the Airflow connection for it, a results store, and a DAG runner.
+
+Airflow reads its configuration when it is first imported, so the environment is set here, at
+import time, before any test module imports Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="batch-fanout-tests-"))
+_AIRFLOW_HOME = _SESSION_DIR / "airflow"
+_AIRFLOW_HOME.mkdir()
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # Tests must never reach a real AWS account.
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+)
+for _inherited in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_inherited, None)
+
+AWS_CONN_ID = "batch_fanout_aws"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def rome99_path() -> Path:
+    """The real road graph kept beside the project (never copied into it)."""
+    path = SHARED_DATA_DIR / "rome99.gr"
+    if not path.is_file():
+        pytest.fail(f"test data missing: expected {path} (shared/data/rome99.gr beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata database in a private AIRFLOW_HOME."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def batch_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One local AWS Batch endpoint for the session, running the project's real job containers."""
+    from batch_fanout.local.testing import running_endpoint
+
+    with running_endpoint(tmp_path_factory.mktemp("local-batch")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def batch_client(batch_endpoint: Any) -> Any:
+    return batch_endpoint.client("batch")
+
+
+@pytest.fixture
+def logs_client(batch_endpoint: Any) -> Any:
+    return batch_endpoint.client("logs")
+
+
+def connection_uri_env(endpoint_url: str) -> str:
+    """The Airflow connection ``batch_fanout_aws`` as an environment value, pointing at an endpoint."""
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"region_name": "us-east-1", "endpoint_url": endpoint_url},
+        }
+    )
+
+
+@pytest.fixture
+def aws_connection(batch_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Airflow connection ``batch_fanout_aws`` pointing at the session's local endpoint."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}", connection_uri_env(batch_endpoint.url))
+    return AWS_CONN_ID
+
+
+@pytest.fixture
+def results_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, empty ``file://`` results store, also set as the Airflow variable the DAGs read."""
+    store = tmp_path / "results"
+    store.mkdir()
+    uri = store.as_uri()
+    monkeypatch.setenv("AIRFLOW_VAR_BATCH_FANOUT_RESULTS_URI", uri)
+    return uri
+
+
+@pytest.fixture
+def run_dag(airflow_db: Path) -> Callable[..., Any]:
+    """Serialize a DAG to the metadata database (Airflow 3.1+ needs it) and run it with ``dag.test()``.
+
+    Returns the finished DagRun.
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+
+    def run(dag: Any, conf: dict[str, Any] | None = None, **test_kwargs: Any) -> Any:
+        bag = DagBag(dag_folder=os.devnull, collect_dags=False)
+        bag.bag_dag(dag)
+        sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
+        return dag.test(run_conf=conf, **test_kwargs)
+
+    return run

@@ -1,0 +1,96 @@
+"""The project's own files: the deployment image, the installed provider, the pinned versions."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs of a Dockerfile, with continuation lines joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, arguments = line.partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+    return instructions
+
+
+def pinned_airflow_version() -> str:
+    match = re.search(r"^apache-airflow==(\S+)$", (REPO_ROOT / "requirements.txt").read_text(), re.M)
+    assert match, "requirements.txt must pin apache-airflow"
+    return match.group(1)
+
+
+def test_deployment_image_base_is_pinned_to_the_tested_airflow() -> None:
+    instructions = dockerfile_instructions(REPO_ROOT / "Dockerfile")
+    bases = [arguments for keyword, arguments in instructions if keyword == "FROM"]
+    assert len(bases) == 1
+    image, _, tag = bases[0].partition(":")
+    assert image in {"apache/airflow", "astrocrpublic.azurecr.io/runtime", "quay.io/astronomer/astro-runtime"}
+    assert tag.startswith(pinned_airflow_version()), (
+        f"base {bases[0]} is not Airflow {pinned_airflow_version()}"
+    )
+
+
+def test_deployment_image_uses_exec_form_and_installs_the_provider() -> None:
+    instructions = dockerfile_instructions(REPO_ROOT / "Dockerfile")
+    for keyword, arguments in instructions:
+        if keyword in {"RUN", "CMD", "ENTRYPOINT"}:
+            parsed = json.loads(arguments)  # exec form is a JSON array
+            assert isinstance(parsed, list) and all(isinstance(part, str) for part in parsed)
+    runs = [json.loads(arguments) for keyword, arguments in instructions if keyword == "RUN"]
+    assert any("-r" in run and any(p.endswith("requirements.txt") for p in run) for run in runs)
+    copies = " ".join(arguments for keyword, arguments in instructions if keyword == "COPY")
+    assert "plugins/batch_fanout" in copies and "dags" in copies
+    provider_dir = next(
+        arguments.split()[-1]
+        for keyword, arguments in instructions
+        if keyword == "COPY" and "pyproject.toml" in arguments
+    )
+    assert any(run[:2] == ["pip", "install"] and run[-1] == provider_dir.rstrip("/") for run in runs)
+    assert (REPO_ROOT / ".dockerignore").is_file()
+
+
+def test_requirements_and_pyproject_agree_on_airflow() -> None:
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    assert '"apache-airflow>=3.1"' in pyproject
+    assert f"FROM apache/airflow:{pinned_airflow_version()}" in (REPO_ROOT / "Dockerfile").read_text()
+
+
+def test_provider_entry_point_is_registered() -> None:
+    (provider,) = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("batch_fanout")
+    ]
+    info = provider.load()()
+    assert info["package-name"] == "airflow-provider-batch-fanout"
+    assert info["versions"]
+
+
+@pytest.mark.slow
+def test_airflow_lists_the_provider(airflow_db: Path) -> None:
+    listing = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "list", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    packages = {provider["package_name"] for provider in json.loads(listing.stdout)}
+    assert "airflow-provider-batch-fanout" in packages
