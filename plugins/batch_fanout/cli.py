@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # ``func=callable(args) -> int`` on the parsers it adds.
 SUBCOMMAND_MODULES = (
     "batch_fanout.settings",
+    "batch_fanout.demo",
     "batch_fanout.local.cli",
     "batch_fanout.specs.cli",
 )
