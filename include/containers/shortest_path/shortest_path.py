@@ -1,0 +1,221 @@
+"""Shortest-path child: single-source shortest paths from every origin of one shard.
+
+Child *i* (its logical index) loads ``graph/graph.npz`` once, runs Dijkstra from each origin of shard
+*i* of ``manifest.json`` and writes ``shortest_paths/<i>.json``: per origin the reachable count (the
+origin included), the sum and the maximum of the distances (eccentricity) and the closeness. For the
+origins named by ``--paths-for`` it also writes their full distance rows and shortest-path trees to
+``shortest_paths/<i>.npz`` and prints paths as the classic demo did. Memory is bounded by the graph and
+the shard, never by the all-pairs matrix.
+
+``--paths-for``: ``none``, or comma-separated ``ORIGIN`` (path to its farthest node) or
+``ORIGIN:TARGET`` entries, 1-based node ids. Each child handles the entries whose origin is in its shard.
+
+Run as AWS Batch runs it::
+
+    AWS_BATCH_JOB_ARRAY_INDEX=0 RESULTS_URI=file:///tmp/results RUN_PREFIX=demo/run1 \\
+        python -m shortest_path --paths-for 1,5:77
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from batch_fanout_job.errors import EXIT_USAGE, JobError
+from batch_fanout_job.graphs import Graph, graph_from_bytes
+from batch_fanout_job.index import logical_index
+from batch_fanout_job.plan import shard_origins
+from batch_fanout_job.runtime import log_event, maybe_fail_once, parse_optional, run_job
+from batch_fanout_job.store import RunStore
+
+JOB = "shortest_path"
+WORKLOAD = "shortest_path"
+OUTPUT_FOLDER = "shortest_paths"
+
+
+@dataclass(frozen=True)
+class PathRequest:
+    """A ``--paths-for`` entry: an origin and an optional target (1-based ids)."""
+
+    origin: int
+    target: int | None
+
+
+def parse_paths_for(text: str | None, node_count: int) -> list[PathRequest]:
+    """Parse ``--paths-for``.
+
+    :raises JobError: naming an entry that is malformed or not a node of the graph.
+    """
+    if text is None:
+        return []
+    requests: list[PathRequest] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        pieces = entry.split(":")
+        if len(pieces) > 2 or not all(piece.isdigit() for piece in pieces):
+            raise JobError(f"--paths-for: {entry!r} is not ORIGIN or ORIGIN:TARGET (node ids)")
+        for node in pieces:
+            if not 1 <= int(node) <= node_count:
+                raise JobError(f"--paths-for: {node} is not a node of the graph (ids 1..{node_count})")
+        requests.append(PathRequest(int(pieces[0]), int(pieces[1]) if len(pieces) == 2 else None))
+    return requests
+
+
+def compact_rows(rows: np.ndarray) -> np.ndarray:
+    """Distance rows in the smallest signed integer type that holds them, -1 for unreachable."""
+    from sssp_kernel import UNREACHABLE
+
+    finite = rows[rows != UNREACHABLE]
+    largest = int(finite.max()) if finite.size else 0
+    dtype = next(t for t in (np.int16, np.int32, np.int64) if largest <= np.iinfo(t).max)
+    return np.where(rows == UNREACHABLE, -1, rows).astype(dtype)
+
+
+def compute_shard(
+    graph: Graph, origins: np.ndarray, requests: Sequence[PathRequest]
+) -> tuple[dict[str, Any], bytes | None]:
+    """The shard's results and, when paths are asked for, the ``.npz`` of full rows.
+
+    :param graph: the run's graph.
+    :param origins: the shard's origins (1-based ids).
+    :param requests: the ``--paths-for`` entries whose origin is in this shard.
+    """
+    from sssp_kernel import UNREACHABLE, SingleSource, path_to, summarize_origins
+
+    summaries = summarize_origins(graph.indptr, graph.indices, graph.weights, origins - 1)
+    closeness = summaries.closeness(graph.node_count)
+    result: dict[str, Any] = {
+        "origins": [int(node) for node in origins],
+        "reachable": [int(value) for value in summaries.reachable],
+        "distance_sum": [int(value) for value in summaries.distance_sum],
+        "eccentricity": [int(value) for value in summaries.eccentricity],
+        "closeness": [float(value) for value in closeness],
+        "paths": [],
+    }
+    if not requests:
+        return result, None
+    runner = SingleSource(graph.indptr, graph.indices, graph.weights)
+    row_origins = sorted({request.origin for request in requests})
+    rows = np.empty((len(row_origins), graph.node_count), dtype=np.int64)
+    trees = np.empty((len(row_origins), graph.node_count), dtype=np.int32)
+    for row, origin in enumerate(row_origins):
+        distances, predecessors = runner.distances(origin - 1, with_predecessors=True)
+        assert predecessors is not None
+        rows[row], trees[row] = distances, predecessors
+    for request in requests:
+        row = row_origins.index(request.origin)
+        distances = rows[row]
+        if request.target is None:
+            target = int(np.argmax(np.where(distances == UNREACHABLE, -1, distances)))
+        else:
+            target = request.target - 1
+        nodes = path_to(trees[row], request.origin - 1, target)
+        result["paths"].append(
+            {
+                "origin": request.origin,
+                "target": target + 1,
+                "cost": int(distances[target]) if nodes else None,
+                "nodes": [node + 1 for node in nodes],
+            }
+        )
+    buffer = io.BytesIO()
+    # Predecessors as 1-based ids with 0 for none, like every other id the job writes.
+    np.savez_compressed(
+        buffer,
+        origins=np.asarray(row_origins, dtype=np.int64),
+        distances=compact_rows(rows),
+        predecessors=trees + 1,
+    )
+    return result, buffer.getvalue()
+
+
+def format_paths(paths: Sequence[Mapping[str, Any]]) -> str:
+    """Paths printed as the classic demo did: ``Path from B to A. Cost: 3`` then the nodes."""
+    lines: list[str] = []
+    for path in paths:
+        if not path["nodes"]:
+            lines.append(f"No path from {path['origin']} to {path['target']}.")
+            continue
+        lines.append(f"Path from {path['origin']} to {path['target']}. Cost: {path['cost']}")
+        lines.append(" -> ".join(str(node) for node in path["nodes"]))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    store = RunStore.from_environ(environ)
+    manifest = store.read_json("manifest.json")
+    shards = manifest.get("shards") if isinstance(manifest, dict) else None
+    if not isinstance(shards, list) or not shards:
+        raise JobError(
+            f"{store.uri('manifest.json')} plans no shortest-path shards (workloads: "
+            f"{manifest.get('workloads') if isinstance(manifest, dict) else '?'})"
+        )
+    index = logical_index(environ, len(shards), "shard plan")
+    maybe_fail_once(environ, store, WORKLOAD, index)
+    started = time.time()
+    graph_key = manifest["graph"].get("file", "graph/graph.npz")
+    graph_bytes = store.read_bytes(graph_key)
+    expected_sha = manifest["graph"].get("sha256")
+    if expected_sha and hashlib.sha256(graph_bytes).hexdigest() != expected_sha:
+        raise JobError(
+            f"{store.uri(graph_key)} does not match the sha256 in the manifest (rewritten mid-run?)"
+        )
+    graph = graph_from_bytes(graph_bytes, store.uri(graph_key))
+    requests = parse_paths_for(parse_optional(args.paths_for), graph.node_count)
+    origins = shard_origins(shards[index])
+    planned = np.concatenate([shard_origins(shard) for shard in shards]) if requests else origins
+    for request in requests:
+        if request.origin not in planned:
+            raise JobError(f"--paths-for: origin {request.origin} is not among the run's origins")
+    mine = [request for request in requests if request.origin in origins]
+    log_event(JOB, "started", index=index, origins=int(origins.shape[0]), nodes=graph.node_count)
+    result, rows = compute_shard(graph, origins, mine)
+    finished = time.time()
+    result = {
+        "shard": index,
+        "graph_sha256": expected_sha,
+        **result,
+        "runtime": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "seconds": round(finished - started, 3),
+            "job_id": environ.get("AWS_BATCH_JOB_ID"),
+            "attempt": environ.get("AWS_BATCH_JOB_ATTEMPT"),
+        },
+    }
+    if rows is not None:
+        result["rows_file"] = f"{OUTPUT_FOLDER}/{index}.npz"
+        store.write_bytes(result["rows_file"], rows)
+    uri = store.write_json(f"{OUTPUT_FOLDER}/{index}.json", result)
+    if result["paths"]:
+        print(format_paths(result["paths"]))
+    print(f"shard {index}: {len(result['origins'])} origins -> {uri}")
+    log_event(JOB, "finished", index=index, output=uri, seconds=result["runtime"]["seconds"])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shortest_path", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--paths-for",
+        default="none",
+        help="ORIGIN or ORIGIN:TARGET entries (1-based ids) to write full rows and paths for",
+    )
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code) if isinstance(exit_.code, int) else EXIT_USAGE
+    return run_job(JOB, lambda: run(args, os.environ if environ is None else environ))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
