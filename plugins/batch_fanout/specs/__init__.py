@@ -30,6 +30,7 @@ JOB_DEFINITION_NAMES = (
     "batch-fanout-stress-ng",
     "batch-fanout-shortest-path",
     "batch-fanout-aggregator",
+    "batch-fanout-step",
 )
 
 __all__ = [

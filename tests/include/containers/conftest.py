@@ -19,6 +19,7 @@ JOB_FOLDERS = {
     "stress_follower": "stress_ng",
     "shortest_path": "shortest_path",
     "aggregator": "aggregator",
+    "step": "leader",
 }
 
 for _folder in JOB_FOLDERS.values():

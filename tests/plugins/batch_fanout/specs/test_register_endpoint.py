@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from batch_fanout.specs import SpecError, SpecSettings, pinned_map, register_job_definitions
+from batch_fanout.specs import (
+    JOB_DEFINITION_NAMES,
+    SpecError,
+    SpecSettings,
+    pinned_map,
+    register_job_definitions,
+)
 from batch_fanout.specs.register import REGISTERED, UNCHANGED, WOULD_REGISTER
 
 LOCAL = SpecSettings(image_registry="local", image_tag="latest")
@@ -32,8 +38,8 @@ def test_registering_twice_adds_no_revision(
     first = register_job_definitions(batch_client, LOCAL, unique_specs_dir)
     second = register_job_definitions(batch_client, LOCAL, unique_specs_dir)
 
-    assert [o.action for o in first] == [REGISTERED] * 4
-    assert [o.action for o in second] == [UNCHANGED] * 4
+    assert [o.action for o in first] == [REGISTERED] * len(JOB_DEFINITION_NAMES)
+    assert [o.action for o in second] == [UNCHANGED] * len(JOB_DEFINITION_NAMES)
     assert (
         pinned_map(second) == pinned_map(first) == {name: f"{name}:1" for name in names_in(unique_specs_dir)}
     )
@@ -73,7 +79,7 @@ def test_a_new_image_tag_is_a_new_revision_of_every_job(
     retagged = register_job_definitions(
         batch_client, SpecSettings(image_registry="local", image_tag="v2"), unique_specs_dir
     )
-    assert [o.action for o in retagged] == [REGISTERED] * 4
+    assert [o.action for o in retagged] == [REGISTERED] * len(JOB_DEFINITION_NAMES)
     assert all(
         o.changes == [f"containerProperties.image: {_image(o.name, 'latest')!r} -> {_image(o.name, 'v2')!r}"]
         for o in retagged
@@ -86,6 +92,7 @@ def _image(job_definition_name: str, tag: str) -> str:
         "batch-fanout-stress-ng": "stress_ng",
         "batch-fanout-shortest-path": "shortest_path",
         "batch-fanout-aggregator": "aggregator",
+        "batch-fanout-step": "leader",
     }[job_definition_name.rsplit("-", 1)[0]]
     return f"local/batch-fanout/{folder}:{tag}"
 
@@ -94,7 +101,7 @@ def test_dry_run_changes_nothing(
     batch_client: Any, unique_specs_dir: Path, revisions_of: Callable[[str], list[int]]
 ) -> None:
     never_registered = register_job_definitions(batch_client, LOCAL, unique_specs_dir, dry_run=True)
-    assert [o.action for o in never_registered] == [WOULD_REGISTER] * 4
+    assert [o.action for o in never_registered] == [WOULD_REGISTER] * len(JOB_DEFINITION_NAMES)
     assert all(revisions_of(name) == [] for name in names_in(unique_specs_dir))
 
     register_job_definitions(batch_client, LOCAL, unique_specs_dir)
@@ -147,7 +154,7 @@ def test_cli_register_dry_run_and_json(
 
     dry = batch_fanout("specs", "register", "--dry-run", *common, *images, cwd=unique_specs_dir.parent)
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.count("would register  batch-fanout-") == 4
+    assert dry.stdout.count("would register  batch-fanout-") == len(JOB_DEFINITION_NAMES)
     assert dry.stdout.rstrip().endswith("dry run: nothing was registered")
     assert all(revisions_of(name) == [] for name in names)
 
@@ -157,7 +164,9 @@ def test_cli_register_dry_run_and_json(
 
     again = batch_fanout("specs", "register", *common, *images, cwd=unique_specs_dir.parent)
     assert again.returncode == 0, again.stderr
-    assert sorted(again.stdout.split()) == sorted(["unchanged"] * 4 + [f"{name}:1" for name in names])
+    assert sorted(again.stdout.split()) == sorted(
+        ["unchanged"] * len(JOB_DEFINITION_NAMES) + [f"{name}:1" for name in names]
+    )
 
     missing_tag = batch_fanout(
         "specs", "register", *common, "--image-registry", "local", cwd=unique_specs_dir.parent

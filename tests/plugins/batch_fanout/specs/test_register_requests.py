@@ -93,6 +93,7 @@ def test_changed_spec_registers_the_rendered_request(specs_dir: Path, batch: Any
         "batch-fanout-aggregator": "batch-fanout-aggregator:3",
         "batch-fanout-leader": "batch-fanout-leader:3",
         "batch-fanout-shortest-path": "batch-fanout-shortest-path:3",
+        "batch-fanout-step": "batch-fanout-step:3",
         "batch-fanout-stress-ng": "batch-fanout-stress-ng:3",
     }
     request = definitions[0].request

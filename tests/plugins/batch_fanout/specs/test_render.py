@@ -39,6 +39,7 @@ def test_images_follow_the_contract(specs_dir: Path) -> None:
         "batch-fanout-stress-ng": f"{registry}/stress_ng:0.1.0",
         "batch-fanout-shortest-path": f"{registry}/shortest_path:0.1.0",
         "batch-fanout-aggregator": f"{registry}/aggregator:0.1.0",
+        "batch-fanout-step": f"{registry}/leader:0.1.0",
     }
 
 
@@ -55,6 +56,8 @@ def test_commands_are_exactly_the_contract(specs_dir: Path) -> None:
         "batch-fanout-stress-ng": "python -m stress_follower",
         "batch-fanout-shortest-path": "python -m shortest_path --paths-for Ref::paths_for",
         "batch-fanout-aggregator": "python -m aggregator --tolerated-failures Ref::tolerated_failures",
+        "batch-fanout-step": "python -m step --name Ref::name --after Ref::after "
+        "--work-seconds Ref::work_seconds --summarize Ref::summarize",
     }
     assert definitions["batch-fanout-leader"].request["parameters"] == {
         "workloads": "stress,shortest_path",
@@ -101,6 +104,7 @@ def test_resilience_settings_of_every_job(specs_dir: Path) -> None:
         "batch-fanout-stress-ng": "512",
         "batch-fanout-shortest-path": "2048",
         "batch-fanout-aggregator": "1024",
+        "batch-fanout-step": "512",
     }
 
 

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from batch_fanout.specs import SpecError, SpecSettings, load_specs, render_job_definitions
+from batch_fanout.specs import (
+    JOB_DEFINITION_NAMES,
+    SpecError,
+    SpecSettings,
+    load_specs,
+    render_job_definitions,
+)
 
 LOCAL = SpecSettings(image_registry="local", image_tag="latest")
 
@@ -27,6 +33,7 @@ def test_project_specs_are_valid(specs_dir: Path) -> None:
         ("job-definition", "batch-fanout-aggregator"),
         ("job-definition", "batch-fanout-leader"),
         ("job-definition", "batch-fanout-shortest-path"),
+        ("job-definition", "batch-fanout-step"),
         ("job-definition", "batch-fanout-stress-ng"),
         ("job-queue", "batch-fanout-queue"),
     ]
@@ -120,7 +127,7 @@ def test_missing_image_setting_names_file_path_and_how_to_set_it(specs_dir: Path
     with pytest.raises(SpecError) as caught:
         render_job_definitions(specs, SpecSettings.from_environment({}, image_registry="local"))
     problems = [str(problem) for problem in caught.value.problems]
-    assert len(problems) == 4
+    assert len(problems) == len(JOB_DEFINITION_NAMES)
     assert problems[0] == (
         "specs/job-definitions/aggregator.yaml: containerProperties.image: needs the setting image_tag, "
         "which is not set (--image-tag or the environment variable BATCH_FANOUT_IMAGE_TAG)"
