@@ -143,3 +143,60 @@ def run_dag(airflow_db: Path) -> Callable[..., Any]:
         return dag.test(run_conf=conf, **test_kwargs)
 
     return run
+
+
+@pytest.fixture
+def xcom() -> Callable[..., Any]:
+    """Read a task's XCom of a finished DAG run from the metadata database."""
+
+    def read(dag_run: Any, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            row = session.scalars(
+                XComModel.get_many(
+                    run_id=dag_run.run_id,
+                    dag_ids=dag_run.dag_id,
+                    task_ids=task_id,
+                    key=key,
+                    map_indexes=map_index,
+                )
+            ).first()
+            return None if row is None else XComModel.deserialize_value(row)
+
+    return read
+
+
+@pytest.fixture
+def pipeline_settings(aws_connection: str, results_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """What the project's DAGs read from Airflow: the connection, the results store and the image
+    settings of the local endpoint (as airflow_settings.yaml gives them). Returns the results URI."""
+    monkeypatch.setenv("AIRFLOW_VAR_BATCH_FANOUT_IMAGE_REGISTRY", "local")
+    monkeypatch.setenv("AIRFLOW_VAR_BATCH_FANOUT_IMAGE_TAG", "latest")
+    return results_uri
+
+
+def load_dag(dag_id: str, *, poll_seconds: float = 0.5, retry_seconds: float = 1.0) -> Any:
+    """Import a DAG of the project from ``dags/``, with short poll and retry intervals for tests."""
+    from datetime import timedelta
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{dag_id}.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags[dag_id]
+    for task in dag.tasks:
+        if hasattr(task, "poll_interval"):
+            task.poll_interval = poll_seconds
+        if hasattr(task, "poke_interval"):
+            task.poke_interval = poll_seconds
+        task.retry_delay = timedelta(seconds=retry_seconds)
+        task.retry_exponential_backoff = False
+    return dag
+
+
+@pytest.fixture
+def project_dag() -> Callable[..., Any]:
+    """:func:`load_dag`: a DAG of ``dags/`` with short poll and retry intervals."""
+    return load_dag

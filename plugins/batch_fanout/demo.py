@@ -38,7 +38,9 @@ def _results_root(settings_file: Path) -> Path:
     uri = {variable.key: variable.value for variable in settings.variables}["batch_fanout_results_uri"]
     parsed = urlparse(uri)
     if parsed.scheme != "file":
-        raise SystemExit(f"error: the demo writes to a local results store; batch_fanout_results_uri is {uri}")
+        raise SystemExit(
+            f"error: the demo writes to a local results store; batch_fanout_results_uri is {uri}"
+        )
     return Path(parsed.path)
 
 
@@ -52,16 +54,13 @@ def _newest_report(results_root: Path, started: float) -> Path | None:
 
 
 def _summary_lines(report_json: Path) -> list[str]:
+    from batch_fanout.pipeline import report_headlines
+
     try:
         report: dict[str, Any] = json.loads(report_json.read_text())
-    except (OSError, ValueError):
-        return []
-    summary = report.get("summary", report)
-    lines = []
-    for key, value in summary.items():
-        if isinstance(value, str | int | float | bool):
-            lines.append(f"  {key}: {value}")
-    return lines[:12]
+    except (OSError, ValueError) as error:
+        return [f"  (cannot read {report_json}: {error})"]
+    return [f"  {line}" for line in report_headlines(report)]
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -69,7 +68,10 @@ def run_demo(args: argparse.Namespace) -> int:
     settings_file = home / "airflow_settings.yaml"
     dag_file = home / "dags" / f"{DEMO_DAG_ID}.py"
     if not dag_file.is_file():
-        print(f"error: {dag_file.relative_to(home)} is missing: the demo pipeline is not built yet", file=sys.stderr)
+        print(
+            f"error: {dag_file.relative_to(home)} is missing: the demo pipeline is not built yet",
+            file=sys.stderr,
+        )
         return 1
 
     start = _run_cli("local", "start")

@@ -45,9 +45,15 @@ class NoNetwork(socket.socket):
 
 socket.socket = NoNetwork
 socket.create_connection = lambda *a, **k: (_ for _ in ()).throw(RuntimeError(f"network call: {a}"))
-import airflow.sdk  # the framework's own import time is not the DAG file's
+import importlib
 import importlib.util
+from airflow.utils.file import iter_airflow_imports
+
 path = sys.argv[1]
+# As Airflow's DAG processor does (parsing_pre_import_modules): the airflow.* modules a file names are
+# imported once, before each file is parsed in a fresh process.
+for name in iter_airflow_imports(path):
+    importlib.import_module(name)
 start = time.perf_counter()
 spec = importlib.util.spec_from_file_location("dag_under_test", path)
 module = importlib.util.module_from_spec(spec)

@@ -1,0 +1,107 @@
+"""
+### job_dependency_graph: the "master job" pattern, without the master job
+
+Six jobs with this dependency graph:
+
+```
+A ──▶ B ──▶ D ──▶ F
+│           ▲     ▲
+├───────────┘     │
+└──▶ C ──▶ E ─────┘
+```
+
+(A → B, C, D; B → D; C → E; D, E → F.) Without an orchestrator someone writes a script that submits
+A, reads its job id, submits B with `dependsOn`, and so on, and then polls. Here Airflow submits all six
+at once, each with `dependsOn` the job ids of its upstream jobs (passed through XCom), and AWS Batch
+starts each job the moment its dependencies succeed. A sensor per job shows its state.
+
+Each job is a **step** (`batch-fanout-step`): it checks that the steps it runs after have finished
+(and fails if not, which would mean the dependency gate was broken), works for `work_seconds`, and
+records when it ran under `steps/` in the run's results folder. F writes `steps/summary.json`, the
+order in which the steps ran.
+
+**Trigger it** from the UI form or `airflow dags test job_dependency_graph`. On demand only (set
+`BATCH_FANOUT_SCHEDULE_JOB_DEPENDENCY_GRAPH` to schedule it); catch-up is off.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+# Airflow's DAG processor imports the airflow.* modules a DAG file names once, before it parses each
+# file in a fresh process (``parsing_pre_import_modules``); naming the Amazon provider's Batch modules
+# that the project's operators build on keeps boto3's import out of every parse of this file.
+import airflow.providers.amazon.aws.operators.batch
+import airflow.providers.amazon.aws.sensors.base_aws  # noqa: F401
+from airflow.sdk import Param, dag, get_current_context, task
+
+from batch_fanout import pipeline as p
+
+# Each step and the steps it runs after.
+GRAPH: dict[str, list[str]] = {
+    "A": [],
+    "B": ["A"],
+    "C": ["A"],
+    "D": ["A", "B"],
+    "E": ["C"],
+    "F": ["D", "E"],
+}
+
+
+@dag(
+    dag_id="job_dependency_graph",
+    schedule=p.schedule("job_dependency_graph", None),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=4,
+    dagrun_timeout=timedelta(hours=2),
+    default_args=p.default_args(),
+    tags=["batch-fanout", "aws-batch", "dependencies"],
+    doc_md=__doc__,
+    params={
+        "work_seconds": Param(1, type="integer", minimum=0, maximum=3600, title="Seconds of work per step"),
+    },
+)
+def job_dependency_graph() -> None:
+    register = p.register_job_definitions()
+    submitted: dict[str, Any] = {}
+    for name, upstream in GRAPH.items():
+        submitted[name] = p.submit_job(
+            f"submit_{name}",
+            p.STEP,
+            parameters={
+                "name": name,
+                "after": ",".join(upstream) or "none",
+                "work_seconds": "{{ params.work_seconds }}",
+                "summarize": ",".join(GRAPH) if name == "F" else "none",
+            },
+            depends_on=[{"job_id": submitted[step].output, "type": None} for step in upstream],
+            container_overrides=p.job_overrides(),
+            wait_for_completion=False,
+        )
+    register >> submitted["A"]
+
+    @task
+    def check_order() -> list[str]:
+        """Read the order the steps ran in and check it against the graph."""
+        context = get_current_context()
+        folder = p.run_folder_uri(
+            context["var"]["value"].batch_fanout_results_uri, context["dag"].dag_id, context["run_id"]
+        )
+        summary = p.read_json(f"{folder}/steps/summary.json")
+        stopped = {record["name"]: record["stopped_at"] for record in summary["steps"]}
+        started = {record["name"]: record["started_at"] for record in summary["steps"]}
+        for name, upstream in GRAPH.items():
+            for step in upstream:
+                if started[name] < stopped[step]:
+                    raise ValueError(f"step {name} started before its upstream step {step} had finished")
+        return list(summary["order"])
+
+    watchers = [p.watch_job(name, job) for name, job in submitted.items()]
+    # Submission is all done before watching starts: the graph is in Batch as a whole.
+    submitted["F"] >> watchers
+    watchers >> check_order()
+
+
+job_dependency_graph()

@@ -1,0 +1,131 @@
+"""
+### shortest_path_all_pairs: all-pairs shortest paths, sharded by origin
+
+1. **leader**: reads a weighted directed graph (DIMACS `.gr`, plain or gzip, from any URI: `file://`,
+   `s3://`, `https://`) or generates a road-like one, validates it (header counts, node ids, integer
+   costs; errors name the line), keeps the cheapest of parallel arcs, writes it once in a compact
+   binary form and plans balanced shards of origin nodes;
+2. **shortest-path array**: child *i* loads the graph and computes single-source shortest paths from
+   every origin of shard *i* (reachable count, distance sum, eccentricity, closeness per origin; full
+   rows and printed paths for the origins in `paths_for`). Its memory is bounded by its shard, never
+   by the all-pairs matrix;
+3. **aggregator**: checks that every shard reported and writes the report (`shortest_paths.csv`,
+   distributions of eccentricity and closeness, the most central nodes, `report.html`).
+
+The jobs are submitted at once with AWS Batch `dependsOn`; sensors show progress.
+
+**Trigger it** from the UI form or with
+`airflow dags trigger shortest_path_all_pairs --conf '{"graph": "s3://bucket/rome99.gr", "shards": 8}'`.
+On demand only (set `BATCH_FANOUT_SCHEDULE_SHORTEST_PATH_ALL_PAIRS` to a cron expression to schedule
+it); catch-up is off, and several runs may go at once since each has its own results folder.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+# Airflow's DAG processor imports the airflow.* modules a DAG file names once, before it parses each
+# file in a fresh process (``parsing_pre_import_modules``); naming the Amazon provider's Batch modules
+# that the project's operators build on keeps boto3's import out of every parse of this file.
+import airflow.providers.amazon.aws.operators.batch
+import airflow.providers.amazon.aws.sensors.base_aws  # noqa: F401
+from airflow.sdk import Param, chain, dag
+
+from batch_fanout import pipeline as p
+
+
+@dag(
+    dag_id="shortest_path_all_pairs",
+    schedule=p.schedule("shortest_path_all_pairs", None),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=2,
+    dagrun_timeout=timedelta(hours=12),
+    default_args=p.default_args(),
+    tags=["batch-fanout", "aws-batch", "shortest-paths"],
+    doc_md=__doc__,
+    params={
+        "graph": Param(
+            "generate",
+            type="string",
+            minLength=1,
+            title="Graph",
+            description="URI of a DIMACS .gr or .gr.gz file, or 'generate' for a road-like grid.",
+        ),
+        "grid": Param(
+            "64x64",
+            type="string",
+            pattern=r"^[1-9][0-9]*x[1-9][0-9]*$",
+            title="Generated grid (rows x columns)",
+        ),
+        "seed": Param(1, type="integer", minimum=0, title="Seed of the generated graph"),
+        "shards": Param(
+            4, type="integer", minimum=1, maximum=10_000, title="Number of shards (array children)"
+        ),
+        "origins": Param(
+            "all",
+            type="string",
+            pattern=r"^(all|[0-9]+|[0-9]+(,[0-9]+)+)$",
+            title="Origins",
+            description="'all', a count spread over the node ids, or a comma list of node ids.",
+        ),
+        "paths_for": Param(
+            "none",
+            type="string",
+            pattern=r"^(none|[0-9]+(:[0-9]+)?(,[0-9]+(:[0-9]+)?)*)$",
+            title="Print paths for",
+            description="'none', or ORIGIN or ORIGIN:TARGET entries (node ids) whose full paths are written.",
+        ),
+        "fail_once_indices": Param(
+            "none",
+            type="string",
+            pattern=r"^(none|[0-9]+(,[0-9]+)*)$",
+            title="Failure injection",
+            description="Shard indices that fail on their first try.",
+        ),
+    },
+)
+def shortest_path_all_pairs() -> None:
+    register = p.register_job_definitions()
+    leader = p.submit_job(
+        "submit_leader",
+        p.LEADER,
+        parameters={
+            "workloads": "shortest_path",
+            "graph": "{{ params.graph }}",
+            "grid": "{{ params.grid }}",
+            "seed": "{{ params.seed }}",
+            "shards": "{{ params.shards }}",
+            "origins": "{{ params.origins }}",
+        },
+        container_overrides=p.job_overrides(),
+        wait_for_completion=False,
+    )
+    shards = p.submit_job(
+        "submit_shortest_path",
+        p.SHORTEST_PATH,
+        array_size="{{ params.shards }}",
+        parameters={"paths_for": "{{ params.paths_for }}"},
+        depends_on=[{"job_id": leader.output, "type": None}],
+        container_overrides=p.job_overrides(fail_once=True),
+        wait_for_completion=False,
+    )
+    aggregate = p.submit_job(
+        "submit_aggregator",
+        p.AGGREGATOR,
+        parameters={"tolerated_failures": "0"},
+        depends_on=[{"job_id": shards.output, "type": None}],
+        container_overrides=p.job_overrides(),
+        wait_for_completion=False,
+    )
+    register >> leader
+    chain(
+        aggregate,
+        p.watch_job("leader", leader),
+        p.watch_job("shortest_path", shards),
+        p.watch_job("aggregator", aggregate),
+        p.report_task(),
+    )
+
+
+shortest_path_all_pairs()

@@ -1,0 +1,114 @@
+"""
+### stress_ng_leader_follower: the leader / follower job-dependency pattern
+
+The classic AWS Batch workshop pattern, run from Airflow:
+
+1. **leader**: lists the CPU methods of the installed stress-ng, applies the method filters, and
+   writes `stress-tests.txt`, one stress-ng argument line per test;
+2. **follower array**: one child per line; child *i* runs test *i* and writes `stress/<i>.json`
+   (bogo-ops, bogo-ops/s, CPU time, max RSS, stress-ng version). It depends on the leader with an
+   `N_TO_N` dependency;
+3. **aggregator**: checks that every test reported and writes the report (`report/report.html`,
+   `stress.csv`, a bogo-ops/s plot per method, `report.json`).
+
+All three jobs are submitted at once with AWS Batch `dependsOn`; one sensor per stage shows progress
+(children per state) and copies failed children's logs into the task log.
+
+**Trigger it** from the UI form, or `airflow dags test stress_ng_leader_follower`, or
+`airflow dags trigger stress_ng_leader_follower --conf '{"tests": 12, "stress_duration": 30}'`.
+
+Scheduled hourly (override with the environment variable
+`BATCH_FANOUT_SCHEDULE_STRESS_NG_LEADER_FOLLOWER`); catch-up is off because an hour that was missed
+cannot be measured afterwards, and one run at a time keeps runs from stressing the same machines.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+# Airflow's DAG processor imports the airflow.* modules a DAG file names once, before it parses each
+# file in a fresh process (``parsing_pre_import_modules``); naming the Amazon provider's Batch modules
+# that the project's operators build on keeps boto3's import out of every parse of this file.
+import airflow.providers.amazon.aws.operators.batch
+import airflow.providers.amazon.aws.sensors.base_aws  # noqa: F401
+from airflow.sdk import Param, chain, dag
+
+from batch_fanout import pipeline as p
+
+METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
+
+
+@dag(
+    dag_id="stress_ng_leader_follower",
+    schedule=p.schedule("stress_ng_leader_follower", "@hourly"),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=1),
+    default_args=p.default_args(),
+    tags=["batch-fanout", "aws-batch", "stress-ng"],
+    doc_md=__doc__,
+    params={
+        "tests": Param(4, type="integer", minimum=1, maximum=10_000, title="Number of stress-ng tests"),
+        "stress_duration": Param(2, type="integer", minimum=1, maximum=3600, title="Seconds per test"),
+        "stressors": Param(
+            1, type="integer", minimum=1, maximum=64, title="stress-ng CPU stressors per test"
+        ),
+        "methods": Param(
+            "all", type="string", pattern=METHOD_LIST, title="CPU methods to include (comma list or all)"
+        ),
+        "exclude_methods": Param(
+            "none", type="string", pattern=METHOD_LIST, title="CPU methods to exclude (comma list or none)"
+        ),
+        "fail_once_indices": Param(
+            "none",
+            type="string",
+            pattern=r"^(none|[0-9]+(,[0-9]+)*)$",
+            title="Failure injection",
+            description="Logical indices whose child fails on its first try.",
+        ),
+    },
+)
+def stress_ng_leader_follower() -> None:
+    register = p.register_job_definitions()
+    leader = p.submit_job(
+        "submit_leader",
+        p.LEADER,
+        parameters={
+            "workloads": "stress",
+            "tests": "{{ params.tests }}",
+            "stress_duration": "{{ params.stress_duration }}",
+            "stress_cpus": "{{ params.stressors }}",
+            "methods": "{{ params.methods }}",
+            "exclude_methods": "{{ params.exclude_methods }}",
+        },
+        container_overrides=p.job_overrides(),
+        wait_for_completion=False,
+    )
+    followers = p.submit_job(
+        "submit_followers",
+        p.STRESS_NG,
+        array_size="{{ params.tests }}",
+        depends_on=[{"job_id": leader.output, "type": "N_TO_N"}],
+        container_overrides=p.job_overrides(fail_once=True),
+        wait_for_completion=False,
+    )
+    aggregate = p.submit_job(
+        "submit_aggregator",
+        p.AGGREGATOR,
+        parameters={"tolerated_failures": "0"},
+        depends_on=[{"job_id": followers.output, "type": None}],
+        container_overrides=p.job_overrides(),
+        wait_for_completion=False,
+    )
+    register >> leader
+    chain(
+        aggregate,
+        p.watch_job("leader", leader),
+        p.watch_job("followers", followers),
+        p.watch_job("aggregator", aggregate),
+        p.report_task(),
+    )
+
+
+stress_ng_leader_follower()
