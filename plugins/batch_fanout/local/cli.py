@@ -1,0 +1,275 @@
+"""``batch-fanout local start|stop|status|serve``: run the local AWS Batch endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from batch_fanout.local import DEFAULT_DATA_DIR, DEFAULT_PORT
+from batch_fanout.local.engine import DEFAULT_KILL_GRACE_SECONDS, DEFAULT_MAX_LOG_BYTES
+
+STATE_FILE = "endpoint.json"
+PID_FILE = "endpoint.pid"
+SERVER_LOG = "server.log"
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 60.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fetch_status(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The endpoint's own status (``/_local/status``), or ``None`` when nothing answers at ``url``."""
+    try:
+        with urllib.request.urlopen(f"{url}/_local/status", timeout=timeout) as response:
+            payload = json.loads(response.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def running_state(data_dir: Path) -> dict[str, Any] | None:
+    """URL, port and pid of the endpoint that runs with ``data_dir``, or ``None``."""
+    try:
+        state = json.loads((data_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or not isinstance(state.get("pid"), int) or not _pid_alive(state["pid"]):
+        return None
+    status = fetch_status(str(state.get("url")))
+    if status is None or status.get("pid") != state["pid"]:
+        return None
+    state["counts"] = status.get("counts", {})
+    return state
+
+
+def serve_command(
+    data_dir: Path,
+    port: int,
+    *,
+    containers_dir: Path | None = None,
+    vcpus: int | None = None,
+    kill_grace_seconds: float | None = None,
+    max_log_bytes: int | None = None,
+) -> list[str]:
+    """The command line that runs the endpoint in the foreground."""
+    command = [
+        sys.executable,
+        "-m",
+        "batch_fanout.local",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+    if containers_dir is not None:
+        command += ["--containers-dir", str(containers_dir)]
+    if vcpus is not None:
+        command += ["--vcpus", str(vcpus)]
+    if kill_grace_seconds is not None:
+        command += ["--kill-grace-seconds", str(kill_grace_seconds)]
+    if max_log_bytes is not None:
+        command += ["--max-log-bytes", str(max_log_bytes)]
+    return command
+
+
+def start_background(
+    data_dir: Path,
+    port: int,
+    *,
+    containers_dir: Path | None = None,
+    vcpus: int | None = None,
+    kill_grace_seconds: float | None = None,
+    max_log_bytes: int | None = None,
+    timeout: float = START_TIMEOUT_SECONDS,
+) -> dict[str, Any]:
+    """Start the endpoint in the background (or find it running) and return its state once it answers.
+
+    :raises RuntimeError: when it does not come up, with the end of its server log
+    """
+    data_dir = data_dir.resolve()
+    state = running_state(data_dir)
+    if state is not None:
+        return state
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / SERVER_LOG
+    command = serve_command(
+        data_dir,
+        port,
+        containers_dir=containers_dir,
+        vcpus=vcpus,
+        kill_grace_seconds=kill_grace_seconds,
+        max_log_bytes=max_log_bytes,
+    )
+    with open(log_path, "ab") as server_log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=server_log,
+            stderr=server_log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        state = running_state(data_dir)
+        if state is not None and state["pid"] == process.pid:
+            return state
+        time.sleep(0.05)  # polling a child process that has no other way to signal readiness
+    if process.poll() is None:
+        process.terminate()
+    tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+    raise RuntimeError(f"the local endpoint did not start (data directory {data_dir}):\n{tail}")
+
+
+def stop_endpoint(data_dir: Path, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
+    """Stop the endpoint of ``data_dir`` gracefully; ``False`` when none was running."""
+    try:
+        state = json.loads((data_dir / STATE_FILE).read_text())
+        pid = int(state["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            pid = int((data_dir / PID_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return False
+    if not _pid_alive(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return True
+        with contextlib.suppress(ChildProcessError):  # reap it when it is our own child
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)  # waiting for another process to exit; there is no event to wait on
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _start(args: argparse.Namespace) -> int:
+    try:
+        state = start_background(
+            Path(args.data_dir),
+            args.port,
+            containers_dir=args.containers_dir,
+            vcpus=args.vcpus,
+            kill_grace_seconds=args.kill_grace_seconds,
+            max_log_bytes=args.max_log_bytes,
+        )
+    except RuntimeError as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    print(
+        f"local AWS Batch endpoint running (pid {state['pid']}, data directory {Path(args.data_dir).resolve()})"
+    )
+    print(state["url"])
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    if stop_endpoint(Path(args.data_dir)):
+        print("local AWS Batch endpoint stopped")
+    else:
+        print("local AWS Batch endpoint was not running")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    state = running_state(Path(args.data_dir))
+    if state is None:
+        print(f"local AWS Batch endpoint is not running (data directory {Path(args.data_dir).resolve()})")
+        return 1
+    print(state["url"])
+    for status, count in state["counts"].items():
+        print(f"{status:<10} {count}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from batch_fanout.local.runner import default_containers_dir
+    from batch_fanout.local.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return serve(
+        Path(args.data_dir).resolve(),
+        args.port,
+        Path(args.containers_dir).resolve() if args.containers_dir else default_containers_dir(),
+        vcpus=args.vcpus,
+        kill_grace_seconds=(
+            args.kill_grace_seconds if args.kill_grace_seconds is not None else DEFAULT_KILL_GRACE_SECONDS
+        ),
+        max_log_bytes=args.max_log_bytes if args.max_log_bytes is not None else DEFAULT_MAX_LOG_BYTES,
+    )
+
+
+def _common(parser: argparse.ArgumentParser, with_port: bool) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"state, logs and pid file (default: ./{DEFAULT_DATA_DIR})",
+    )
+    if with_port:
+        parser.add_argument(
+            "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default: {DEFAULT_PORT})"
+        )
+        parser.add_argument("--containers-dir", help="folder of image folders (default: include/containers)")
+        parser.add_argument(
+            "--vcpus", type=int, help="vCPUs of the default compute environment (default: CPU count)"
+        )
+        parser.add_argument(
+            "--kill-grace-seconds",
+            type=float,
+            help=f"seconds from SIGTERM to SIGKILL when a job is stopped (default: {DEFAULT_KILL_GRACE_SECONDS:g})",
+        )
+        parser.add_argument(
+            "--max-log-bytes",
+            type=int,
+            help=f"size at which a log stream is cut (default: {DEFAULT_MAX_LOG_BYTES})",
+        )
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``local`` with ``start``, ``stop``, ``status`` and ``serve`` to the ``batch-fanout`` command."""
+    local = subparsers.add_parser("local", help="run the local AWS Batch endpoint")
+    commands = local.add_subparsers(dest="local_command", metavar="ACTION")
+    for name, function, helptext, with_port in (
+        ("start", _start, "start in the background; prints the URL last", True),
+        ("stop", _stop, "stop the endpoint that runs with the data directory", False),
+        ("status", _status, "print URL and job counts; exit 0 only when it runs", False),
+        ("serve", _serve, "run in the foreground", True),
+    ):
+        parser = commands.add_parser(name, help=helptext)
+        _common(parser, with_port)
+        parser.set_defaults(func=function)
+    local.set_defaults(func=lambda args: (local.print_help(sys.stderr), 2)[1])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m batch_fanout.local ACTION``."""
+    parser = argparse.ArgumentParser(prog="python -m batch_fanout.local")
+    subparsers = parser.add_subparsers(dest="command")
+    add_parser(subparsers)
+    args = parser.parse_args(["local", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
