@@ -84,7 +84,9 @@ def test_a_child_that_fails_once_is_retried_alone_and_the_report_is_unchanged(
     )
     assert injected.state == "success"
 
-    stress_task = next(ti for ti in injected.get_task_instances() if ti.task_id == "stage_by_stage.run_stress_ng")
+    stress_task = next(
+        ti for ti in injected.get_task_instances() if ti.task_id == "stage_by_stage.run_stress_ng"
+    )
     assert stress_task.try_number == 2, "the stress-ng task should have needed exactly one retry"
     # The retry's job worked on logical index 1 only; the other children were not run again.
     assert xcom(injected, "stage_by_stage.run_stress_ng", key="index_map") == [1]
@@ -93,7 +95,10 @@ def test_a_child_that_fails_once_is_retried_alone_and_the_report_is_unchanged(
     folder = run_folder(pipeline_settings, injected)
     assert (folder / "_fail-once" / "stress-1").exists()
 
-    clean_report, injected_report = report_of(pipeline_settings, clean), report_of(pipeline_settings, injected)
+    clean_report, injected_report = (
+        report_of(pipeline_settings, clean),
+        report_of(pipeline_settings, injected),
+    )
     assert injected_report["summary"] == clean_report["summary"]
     assert injected_report["shortest_paths"] == clean_report["shortest_paths"]
 

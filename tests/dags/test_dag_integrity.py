@@ -11,7 +11,12 @@ import pytest
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(path for path in DAGS_DIR.glob("*.py") if not path.name.startswith("_"))
-EXPECTED_DAG_IDS = {"batch_fanout", "stress_ng_leader_follower", "shortest_path_all_pairs", "job_dependency_graph"}
+EXPECTED_DAG_IDS = {
+    "batch_fanout",
+    "stress_ng_leader_follower",
+    "shortest_path_all_pairs",
+    "job_dependency_graph",
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +27,12 @@ def dag_bag(airflow_db: Path) -> object:
 
 
 def test_every_dag_file_imports_without_errors(dag_bag: object) -> None:
-    assert getattr(dag_bag, "import_errors") == {}
-    assert set(getattr(dag_bag, "dag_ids")) == EXPECTED_DAG_IDS
+    assert dag_bag.import_errors == {}
+    assert set(dag_bag.dag_ids) == EXPECTED_DAG_IDS
 
 
 def test_every_dag_has_tags_docs_owner_and_retries(dag_bag: object) -> None:
-    for dag_id, dag in getattr(dag_bag, "dags").items():
+    for dag_id, dag in dag_bag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.doc_md and len(dag.doc_md) > 200, f"{dag_id} has no doc_md worth reading"
         assert dag.max_active_runs is not None, f"{dag_id} leaves max_active_runs unset"
@@ -80,7 +85,10 @@ def test_the_no_network_guard_itself_catches_a_connection(tmp_path: Path, airflo
     offender = tmp_path / "dag_that_calls_out.py"
     offender.write_text("import socket\nsocket.create_connection(('127.0.0.1', 9))\n")
     result = subprocess.run(
-        [sys.executable, "-c", PARSE_WITH_NO_NETWORK, str(offender)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PARSE_WITH_NO_NETWORK, str(offender)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "network call" in result.stderr
