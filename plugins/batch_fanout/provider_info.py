@@ -20,6 +20,13 @@ def get_provider_info() -> dict[str, Any]:
             "per-child progress, retry of only the failed children, and a local AWS Batch endpoint."
         ),
         "versions": [__version__],
-        "extra-links": [],
-        "triggers": [],
+        "extra-links": [
+            "batch_fanout.links.batch.BatchFanoutJobLink",
+            "batch_fanout.links.batch.BatchFanoutChildJobLink",
+            "batch_fanout.links.batch.BatchFanoutLogsLink",
+            "batch_fanout.links.batch.BatchFanoutResultsLink",
+        ],
+        "triggers": [
+            {"integration-name": "AWS Batch", "python-modules": ["batch_fanout.triggers.batch"]},
+        ],
     }

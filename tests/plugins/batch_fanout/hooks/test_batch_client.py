@@ -1,0 +1,213 @@
+"""Request shapes and throttling behaviour of BatchFanoutClientHook, with botocore's Stubber.
+
+These are the AWS-only parts (exact request shapes, AWS's throttling answers); behaviour against a
+running endpoint is tested with the operators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+
+from batch_fanout.hooks.batch_client import (
+    DESCRIBE_JOBS_MAX_IDS,
+    BatchFanoutClientHook,
+    BatchJobState,
+)
+
+
+def job(job_id: str, status: str = "RUNNING", **extra: Any) -> dict[str, Any]:
+    return {
+        "jobId": job_id,
+        "jobName": "fanout",
+        "jobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/q",
+        "jobDefinition": "arn:aws:batch:us-east-1:123456789012:job-definition/d:1",
+        "status": status,
+        "startedAt": 1,
+        **extra,
+    }
+
+
+@pytest.fixture
+def hook() -> BatchFanoutClientHook:
+    built = BatchFanoutClientHook(aws_conn_id=None, region_name="us-east-1", backoff_base=0.5, backoff_cap=4)
+    built.pauses = []  # type: ignore[attr-defined]
+    built.sleep = built.pauses.append  # type: ignore[attr-defined]
+    return built
+
+
+@pytest.fixture
+def stubber(hook: BatchFanoutClientHook) -> Iterator[Stubber]:
+    with Stubber(hook.batch) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+def test_describe_jobs_asks_for_at_most_100_ids_a_call(hook: BatchFanoutClientHook, stubber: Stubber) -> None:
+    ids = [f"job-{number:03d}" for number in range(250)]
+    for start in range(0, 250, DESCRIBE_JOBS_MAX_IDS):
+        chunk = ids[start : start + DESCRIBE_JOBS_MAX_IDS]
+        stubber.add_response("describe_jobs", {"jobs": [job(i) for i in chunk]}, {"jobs": chunk})
+
+    described = hook.describe_jobs(ids + ids[:10])  # duplicates are asked for once
+
+    assert [d["jobId"] for d in described] == ids
+
+
+def test_throttled_describe_backs_off_with_growing_jitter_and_succeeds(
+    hook: BatchFanoutClientHook, stubber: Stubber
+) -> None:
+    for _ in range(3):
+        stubber.add_client_error(
+            "describe_jobs",
+            service_error_code="TooManyRequestsException",
+            service_message="Too Many Requests",
+            http_status_code=429,
+            expected_params={"jobs": ["job-1"]},
+        )
+    stubber.add_response("describe_jobs", {"jobs": [job("job-1", "SUCCEEDED")]}, {"jobs": ["job-1"]})
+
+    state = hook.job_state("job-1")
+
+    assert state.status == "SUCCEEDED"
+    pauses = hook.pauses  # type: ignore[attr-defined]
+    assert len(pauses) == 3
+    # Full jitter: pause n is uniform in [0, base * 2**(n-1)], capped.
+    for retry, pause in enumerate(pauses, start=1):
+        assert 0 <= pause <= min(4, 0.5 * 2 ** (retry - 1))
+
+
+def test_backoff_ceilings_double_up_to_the_cap(hook: BatchFanoutClientHook) -> None:
+    samples = {retry: [hook.backoff_delay(retry) for _ in range(400)] for retry in (1, 2, 3, 4, 6)}
+    assert max(samples[1]) <= 0.5 and max(samples[2]) <= 1.0 and max(samples[3]) <= 2.0
+    assert max(samples[6]) <= 4.0  # capped
+    # The ceiling grows: later retries wait longer on average (400 samples make this certain enough).
+    assert sum(samples[4]) / 400 > sum(samples[1]) / 400
+    assert len(set(samples[3])) > 300  # jittered, not a fixed pause
+
+
+def test_throttling_beyond_the_retry_budget_raises(hook: BatchFanoutClientHook, stubber: Stubber) -> None:
+    hook.throttle_retries = 2
+    for _ in range(3):
+        stubber.add_client_error(
+            "terminate_job", service_error_code="ThrottlingException", http_status_code=400
+        )
+
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        hook.terminate("job-1", "stop")
+    assert len(hook.pauses) == 2  # type: ignore[attr-defined]
+
+
+def test_other_errors_are_not_retried(hook: BatchFanoutClientHook, stubber: Stubber) -> None:
+    stubber.add_client_error("submit_job", service_error_code="ClientException", http_status_code=400)
+    with pytest.raises(ClientError, match="ClientException"):
+        hook.submit({"jobName": "x", "jobQueue": "q", "jobDefinition": "d"})
+    assert hook.pauses == []  # type: ignore[attr-defined]
+
+
+def test_array_progress_comes_from_one_describe_call(hook: BatchFanoutClientHook, stubber: Stubber) -> None:
+    summary = {"SUCCEEDED": 6000, "FAILED": 2, "RUNNING": 1998, "RUNNABLE": 2000}
+    stubber.add_response(
+        "describe_jobs",
+        {"jobs": [job("arr", "PENDING", arrayProperties={"size": 10000, "statusSummary": summary})]},
+        {"jobs": ["arr"]},
+    )
+
+    state = hook.job_state("arr")
+
+    assert (state.total, state.done, state.failed, state.succeeded) == (10000, 6002, 2, 6000)
+    line = state.progress_line()
+    assert "6002/10000 done" in line
+    assert "FAILED 2" in line and "RUNNABLE 2000" in line and "STARTING 0" in line
+
+
+def test_find_jobs_by_tags_filters_by_name_and_matches_tags(
+    hook: BatchFanoutClientHook, stubber: Stubber
+) -> None:
+    tags = {"batch-fanout:dag-id": "d", "batch-fanout:task-id": "t", "batch-fanout:run-id": "r"}
+    stubber.add_response(
+        "list_jobs",
+        {"jobSummaryList": [{"jobId": "a", "jobName": "fan"}], "nextToken": "page2"},
+        {"jobQueue": "q", "filters": [{"name": "JOB_NAME", "values": ["fan"]}]},
+    )
+    stubber.add_response(
+        "list_jobs",
+        {"jobSummaryList": [{"jobId": "b", "jobName": "fan"}, {"jobId": "c", "jobName": "fan"}]},
+        {"jobQueue": "q", "filters": [{"name": "JOB_NAME", "values": ["fan"]}], "nextToken": "page2"},
+    )
+    stubber.add_response(
+        "describe_jobs",
+        {
+            "jobs": [
+                job("a", "FAILED", tags=tags, createdAt=100),
+                job("b", "RUNNING", tags={**tags, "batch-fanout:run-id": "other"}, createdAt=300),
+                job("c", "RUNNING", tags=tags, createdAt=200),
+            ]
+        },
+        {"jobs": ["a", "b", "c"]},
+    )
+
+    found = hook.find_jobs_by_tags("q", "fan", tags)
+
+    assert [d["jobId"] for d in found] == ["c", "a"]
+
+
+def test_failed_children_lists_then_describes_in_index_order(
+    hook: BatchFanoutClientHook, stubber: Stubber
+) -> None:
+    stubber.add_response(
+        "describe_jobs", {"jobs": [job("p", "FAILED", arrayProperties={"size": 8})]}, {"jobs": ["p"]}
+    )
+    stubber.add_response(
+        "list_jobs",
+        {"jobSummaryList": [{"jobId": "p:7", "jobName": "fan"}, {"jobId": "p:2", "jobName": "fan"}]},
+        {"arrayJobId": "p", "jobStatus": "FAILED"},
+    )
+    child = {
+        "container": {"exitCode": 3, "logStreamName": "def/default/x"},
+        "statusReason": "Essential container in task exited",
+    }
+    stubber.add_response(
+        "describe_jobs",
+        {
+            "jobs": [
+                job("p:7", "FAILED", arrayProperties={"index": 7}, **child),
+                job("p:2", "FAILED", arrayProperties={"index": 2}, **child),
+            ]
+        },
+        {"jobs": ["p:2", "p:7"]},
+    )
+
+    children = hook.failed_children("p")
+
+    assert [(c.array_index, c.exit_code, c.log_stream) for c in children] == [
+        (2, 3, "def/default/x"),
+        (7, 3, "def/default/x"),
+    ]
+    assert children[0].status_reason == "Essential container in task exited"
+
+
+def test_async_state_backs_off_on_throttling(hook: BatchFanoutClientHook, stubber: Stubber) -> None:
+    async_pauses: list[float] = []
+
+    async def record(pause: float) -> None:
+        async_pauses.append(pause)
+
+    hook.async_sleep = record
+    stubber.add_client_error(
+        "describe_jobs", service_error_code="TooManyRequestsException", http_status_code=429
+    )
+    stubber.add_client_error(
+        "describe_jobs", service_error_code="TooManyRequestsException", http_status_code=429
+    )
+    stubber.add_response("describe_jobs", {"jobs": [job("j", "RUNNABLE")]}, {"jobs": ["j"]})
+
+    state = asyncio.run(hook.a_job_state("j"))
+
+    assert state == BatchJobState(job_id="j", status="RUNNABLE", job_name="fanout")
+    assert len(async_pauses) == 2

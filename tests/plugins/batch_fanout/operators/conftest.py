@@ -1,0 +1,220 @@
+"""Fixtures for the provider's behaviour tests: a local endpoint running the tiny test job
+``tests/plugins/batch_fanout/containers/fanout_probe``, the Airflow connection to it, and helpers to
+read what the jobs did."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CONTAINERS_DIR = Path(__file__).resolve().parent.parent / "containers"
+PROBE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/batch-fanout-tests/fanout_probe:1"
+PROBE_DEFINITION = "fanout-probe"
+QUEUE = "batch-fanout-queue"
+CONN_ID = "batch_fanout_aws"
+
+
+@pytest.fixture(scope="session")
+def probe_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A local endpoint whose images resolve to the provider tests' own job folders."""
+    from batch_fanout.local.testing import running_endpoint
+
+    with running_endpoint(
+        tmp_path_factory.mktemp("provider-batch"), containers_dir=CONTAINERS_DIR
+    ) as endpoint:
+        endpoint.client("batch").register_job_definition(
+            jobDefinitionName=PROBE_DEFINITION,
+            type="container",
+            containerProperties={
+                "image": PROBE_IMAGE,
+                "command": ["python", "probe.py", "--record-dir", "none"],
+                "resourceRequirements": [
+                    {"type": "VCPU", "value": "0.25"},
+                    {"type": "MEMORY", "value": "64"},
+                ],
+            },
+        )
+        yield endpoint
+
+
+@pytest.fixture
+def probe_batch(probe_endpoint: Any) -> Any:
+    return probe_endpoint.client("batch")
+
+
+@pytest.fixture
+def probe_connection(probe_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Airflow connection ``batch_fanout_aws`` pointing at the provider tests' endpoint."""
+    value = json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"region_name": "us-east-1", "endpoint_url": probe_endpoint.url},
+        }
+    )
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", value)
+    return CONN_ID
+
+
+@dataclass
+class Probe:
+    """Where one test's jobs record their runs, and how to build their command."""
+
+    record_dir: Path
+
+    def overrides(self, **options: Any) -> dict[str, Any]:
+        """``container_overrides`` running the probe with ``--option value`` for each keyword."""
+        command = ["python", "probe.py", "--record-dir", str(self.record_dir)]
+        for name, value in options.items():
+            command += [f"--{name.replace('_', '-')}", str(value)]
+        return {"command": command}
+
+    def runs(self) -> dict[int, int]:
+        """Runs per logical index, as the jobs recorded them."""
+        counts: dict[int, int] = {}
+        for path in self.record_dir.glob("*.*"):
+            index = int(path.name.split(".")[0])
+            counts[index] = counts.get(index, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Probe:
+    return Probe(tmp_path / "records")
+
+
+def jobs_of_task(batch: Any, job_name: str, dag_id: str, task_id: str) -> list[dict[str, Any]]:
+    """Every job a task submitted (found by the tags the operator puts on them), oldest first."""
+    summaries = batch.list_jobs(jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [job_name]}])
+    ids = [s["jobId"] for s in summaries["jobSummaryList"]]
+    if not ids:
+        return []
+    described = batch.describe_jobs(jobs=ids)["jobs"]
+    mine = [
+        d
+        for d in described
+        if d.get("tags", {}).get("batch-fanout:dag-id") == dag_id
+        and d.get("tags", {}).get("batch-fanout:task-id") == task_id
+    ]
+    return sorted(mine, key=lambda d: d["createdAt"])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def release_when(condition: Callable[[], Any], hold_file: Path, timeout: float = 60) -> threading.Thread:
+    """In the background, create ``hold_file`` (releasing held probe jobs) once ``condition`` holds."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if condition():
+                    break
+            except Exception:
+                pass
+            time.sleep(0.05)
+        hold_file.parent.mkdir(parents=True, exist_ok=True)
+        hold_file.touch()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def helpers() -> Any:
+    class Helpers:
+        jobs_of_task = staticmethod(jobs_of_task)
+        wait_for = staticmethod(wait_for)
+        release_when = staticmethod(release_when)
+
+    return Helpers
+
+
+def _resume(
+    dag: Any,
+    dag_run: Any,
+    *,
+    clear_failed: bool = True,
+    clear_tasks: Sequence[str] = (),
+    timeout: float = 120,
+) -> Any:
+    """Continue an existing DAG run the way the scheduler would, running tasks in this process.
+
+    Tasks left ``running`` by a killed process are treated as the scheduler treats a task whose
+    heartbeat stopped (failed try, up for retry); with ``clear_failed`` the failed tasks and those
+    that did not run because of them are cleared, as "Clear" in the UI does; ``clear_tasks`` clears
+    those tasks and everything downstream of them too. Either way the run keeps
+    its id, its task state store and its try numbers, which the next tries increment.
+    """
+    from airflow.models.taskinstance import TaskInstance, clear_task_instances
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        for ti in tis:
+            if ti.state == TaskInstanceState.RUNNING:
+                ti.state = TaskInstanceState.UP_FOR_RETRY
+                ti.end_date = datetime.now(timezone.utc)
+        chosen = set(clear_tasks)
+        for task_id in clear_tasks:
+            chosen |= {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=False)}
+        to_clear = [
+            ti
+            for ti in tis
+            if ti.task_id in chosen
+            or (clear_failed and ti.state in (TaskInstanceState.FAILED, TaskInstanceState.UPSTREAM_FAILED))
+        ]
+        if to_clear:
+            clear_task_instances(to_clear, session, dag_run_state=DagRunState.RUNNING)
+        run_row = session.merge(dag_run)
+        run_row.state = DagRunState.RUNNING
+        session.commit()
+
+    deadline = time.monotonic() + timeout
+    with create_session() as session:
+        from airflow.models.dagrun import DagRun
+        from airflow.serialization.serialized_objects import DagSerialization
+
+        current = session.query(DagRun).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).one()
+        current.dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+        while current.state == DagRunState.RUNNING:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"DAG run {current.run_id} still running after {timeout} s")
+            session.expire_all()
+            schedulable, _ = current.update_state(session=session)
+            for ti in schedulable:
+                if ti.state != TaskInstanceState.UP_FOR_RESCHEDULE:
+                    ti.try_number += 1
+                ti.state = TaskInstanceState.SCHEDULED
+            session.commit()
+            for ti in current.get_task_instances(session=session):
+                if ti.state == TaskInstanceState.SCHEDULED:
+                    _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
+        return current
+
+
+@pytest.fixture
+def resume_run(airflow_db: Any) -> Callable[..., Any]:
+    """``resume_run(dag, dag_run, clear_failed=True)``: continue a DAG run as the scheduler would."""
+    return _resume
