@@ -37,6 +37,7 @@ as they are now, and one run at a time keeps runs from competing for the same co
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 # Airflow's DAG processor imports the airflow.* modules a DAG file names once, before it parses each
 # file in a fresh process (``parsing_pre_import_modules``); naming the Amazon provider's Batch modules
@@ -106,7 +107,7 @@ METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
             description="URI of a DIMACS .gr or .gr.gz file (file://, s3://, https://), or 'generate' for a road-like grid.",
         ),
         "grid": Param(
-            "96x96",
+            "192x192",
             type="string",
             pattern=r"^[1-9][0-9]*x[1-9][0-9]*$",
             title="Generated grid (rows x columns)",
@@ -209,7 +210,7 @@ def batch_fanout() -> None:
             manifest = p.read_json(f"{folder}/manifest.json")
             return {name: int(size) for name, size in manifest["array_sizes"].items()}
 
-        sizes = read_array_sizes()
+        sizes: Any = read_array_sizes()  # XComArg; sizes["stress"] pulls one key
         staged_leader >> sizes
         staged_stress = p.submit_job(
             "run_stress_ng",

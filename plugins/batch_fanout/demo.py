@@ -87,6 +87,8 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
     print(f"settings loaded from {settings_file.name}")
 
+    # A file:// results store must exist before jobs write to it (on S3 the bucket is the stack's).
+    _results_root(settings_file).mkdir(parents=True, exist_ok=True)
     started = time.time()
     command = [sys.executable, "-m", "airflow", "dags", "test", DEMO_DAG_ID]
     if args.conf:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowException, conf
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, conf
 from airflow.sdk.bases.sensor import PokeReturnValue
 
 from batch_fanout.hooks.batch_client import BatchFanoutClientHook, BatchJobState
@@ -192,7 +192,9 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
         if self.do_xcom_push:
             context["ti"].xcom_push(key="failed_indices", value=outcome.failed_logical_indices)
         if not outcome.succeeded:
-            raise AirflowException(outcome.message)
+            # The job is terminal: retrying the sensor would watch the same failed job again. To run
+            # the failed children again, clear the submitting task (it resubmits only those).
+            raise AirflowFailException(outcome.message)
         if outcome.failed_logical_indices:
             self.log.warning("%s; succeeding as tolerated", outcome.message)
         else:
