@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,18 +21,18 @@ EXPECTED_DAG_IDS = {
 
 
 @pytest.fixture(scope="module")
-def dag_bag(airflow_db: Path) -> object:
+def dag_bag(airflow_db: Path) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(DAGS_DIR))
 
 
-def test_every_dag_file_imports_without_errors(dag_bag: object) -> None:
+def test_every_dag_file_imports_without_errors(dag_bag: Any) -> None:
     assert dag_bag.import_errors == {}
     assert set(dag_bag.dag_ids) == EXPECTED_DAG_IDS
 
 
-def test_every_dag_has_tags_docs_owner_and_retries(dag_bag: object) -> None:
+def test_every_dag_has_tags_docs_owner_and_retries(dag_bag: Any) -> None:
     for dag_id, dag in dag_bag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.doc_md and len(dag.doc_md) > 200, f"{dag_id} has no doc_md worth reading"
