@@ -1,0 +1,589 @@
+"""The ``batch_fanout`` DAG on the local AWS Batch endpoint, in both submission modes side by side, and
+the parse time of every DAG file; prints its figures (recorded in benchmarks/RESULTS.md).
+
+Per run of the DAG (``dag.test()`` on a fresh, isolated Airflow home; real job containers of
+``include/containers`` on a local endpoint whose compute environment has the machine's CPU count as
+vCPUs; the DAG's own poll interval, ``batch_fanout.pipeline.POLL_SECONDS``):
+
+- **wall**: the time ``dag.test()`` takes, from the first task to the last (registration of the job
+  definitions and the report task included);
+- **sum of job run times**: ``stoppedAt - startedAt`` (DescribeJobs) of the leader, the aggregator and
+  every array child (array parents are not counted: their children are);
+- **critical path**: the longest chain of job run times through the dependency graph that the mode
+  gives the jobs, capacity ignored. ``all_at_once``: leader → stress-ng child *i* → shortest-path
+  child *i* (``N_TO_N``) → aggregator (after every child of both arrays), i.e. leader +
+  max_i(stress_i + path_i) + aggregator. ``stage_by_stage``: Airflow submits a stage once the whole
+  previous stage succeeded, so every child of a stage waits for every child of the stage before:
+  leader + max_i stress_i + max_i path_i + aggregator;
+- **capacity bound**: max(critical path, sum / vCPUs): no schedule of these jobs on this compute
+  environment (every job takes 1 vCPU) ends sooner;
+- **Airflow overhead**: wall - critical path; and wall - capacity bound, which leaves out the time jobs
+  waited for a free vCPU;
+- where the wall time goes: before the first job starts (registration, submission), Batch idle
+  between the first start and the last end (no job running: the stage gates), after the last job ends
+  (noticing the end, the report task);
+- **dependency gaps**: for every job with dependencies in the mode's graph, its ``startedAt`` minus
+  the last ``stoppedAt`` of its dependencies (median and max); and the same net of capacity: minus
+  the later of that and the last end of any job before it started (a freed vCPU), a lower bound of
+  the time the job waited while it could have run.
+
+Parse time of each DAG file, median of ``--parse-runs`` runs, a fresh subprocess per run:
+
+- **cold**: a fresh interpreter imports the DAG file with nothing imported before (Airflow, the
+  providers and the project's package are all imported by the file);
+- **as the DAG processor**: with ``[dag_processor] parsing_pre_import_modules`` (the default), the
+  processor imports the ``airflow.*`` modules the file names (``airflow.utils.file.
+  iter_airflow_imports``) before it forks the process that parses the file; the figure is that
+  process's ``DagBag`` of the file (import and DAG checks), after the same pre-imports, and its
+  serialization on top. Target: under 0.2 s.
+
+Usage::
+
+    .venv/bin/python benchmarks/pipeline.py [--tests 4] [--stress-duration 2] [--grid 64x64]
+        [--repeat 3] [--warmup 1] [--parse-runs 3] [--modes all_at_once,stage_by_stage]
+
+Exits non-zero if a DAG run fails or a DAG file does not parse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DAGS_DIR = REPO_ROOT / "dags"
+DAG_ID = "batch_fanout"
+CONN_ID = "batch_fanout_aws"
+COMPUTE_ENVIRONMENT = "batch-fanout-ce"
+ALL_AT_ONCE = "all_at_once"
+STAGE_BY_STAGE = "stage_by_stage"
+MODES = (ALL_AT_ONCE, STAGE_BY_STAGE)
+# The task whose XCom return value is each stage's job id, per submission mode.
+JOB_TASKS = {
+    ALL_AT_ONCE: {
+        "leader": "all_at_once.submit_leader",
+        "stress_ng": "all_at_once.submit_stress_ng",
+        "shortest_path": "all_at_once.submit_shortest_path",
+        "aggregator": "all_at_once.submit_aggregator",
+    },
+    STAGE_BY_STAGE: {
+        "leader": "stage_by_stage.run_leader",
+        "stress_ng": "stage_by_stage.run_stress_ng",
+        "shortest_path": "stage_by_stage.run_shortest_path",
+        "aggregator": "stage_by_stage.run_aggregator",
+    },
+}
+RUN_TIMEOUT_SECONDS = 900
+
+COLD_PARSE = """
+import json, sys, time, importlib.util
+start = time.perf_counter()
+spec = importlib.util.spec_from_file_location("benchmarked_dag_file", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+seconds = time.perf_counter() - start
+from airflow.sdk import DAG
+dag_ids = sorted(value.dag_id for value in vars(module).values() if isinstance(value, DAG))
+modules = sorted(name for name in sys.modules if name.split(".")[0] in ("boto3", "botocore"))
+print(json.dumps({"seconds": seconds, "dag_ids": dag_ids, "boto": bool(modules)}))
+"""
+
+PROCESSOR_PARSE = """
+import importlib, json, sys, time
+from pathlib import Path
+# What the processor's parsing child has before it reads the file: the modules of the processor
+# itself, the task runner its entry point imports, and the pre-imported airflow.* modules of the file.
+import airflow.dag_processing.processor
+import airflow.sdk.execution_time.task_runner
+from airflow.dag_processing.dagbag import BundleDagBag
+from airflow.serialization.serialized_objects import DagSerialization
+from airflow.utils.file import iter_airflow_imports
+path = sys.argv[1]
+pre_imported = list(iter_airflow_imports(path))
+for name in pre_imported:
+    importlib.import_module(name)
+boto_before = any(name.split(".")[0] in ("boto3", "botocore") for name in sys.modules)
+start = time.perf_counter()
+bag = BundleDagBag(dag_folder=path, bundle_path=Path(path).parent, bundle_name="dags-folder", load_op_links=False)
+parsed = time.perf_counter()
+for dag in bag.dags.values():
+    DagSerialization.to_dict(dag)
+serialized = time.perf_counter()
+boto_after = any(name.split(".")[0] in ("boto3", "botocore") for name in sys.modules)
+print(json.dumps({
+    "seconds": parsed - start,
+    "with_serialization": serialized - start,
+    "dag_ids": sorted(bag.dag_ids),
+    "import_errors": {str(k): v[-2000:] for k, v in bag.import_errors.items()},
+    "pre_imported": pre_imported,
+    "boto_imported_by_file": boto_after and not boto_before,
+}))
+"""
+
+
+@dataclass
+class Job:
+    """One job of a run (a leader, an aggregator or an array child), times in epoch seconds."""
+
+    key: str
+    stage: str
+    started: float
+    stopped: float
+    depends: list[str] = field(default_factory=list)
+
+    @property
+    def run_seconds(self) -> float:
+        return self.stopped - self.started
+
+
+@dataclass
+class RunFigures:
+    mode: str
+    wall: float
+    job_sum: float
+    critical_path: float
+    capacity_bound: float
+    before_first_job: float
+    batch_idle: float
+    after_last_job: float
+    gaps: list[float]
+    net_gaps: list[float]
+    stage_run_seconds: dict[str, float]
+    jobs: int
+
+    @property
+    def overhead(self) -> float:
+        return self.wall - self.critical_path
+
+    @property
+    def overhead_over_bound(self) -> float:
+        return self.wall - self.capacity_bound
+
+
+def prepare_environment(work: Path) -> dict[str, str]:
+    """An isolated Airflow home and AWS settings in ``os.environ``, as tests/conftest.py sets them,
+    before Airflow is first imported. Returns what was set."""
+    airflow_home = work / "airflow"
+    airflow_home.mkdir(parents=True)
+    settings = {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        # The extra links and the re-attach check look up XComs a first try has not pushed yet; the
+        # API client logs each miss as an error. The run's state says whether anything failed.
+        "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "airflow.sdk.api.client=CRITICAL",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    os.environ.update(settings)
+    for inherited in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        os.environ.pop(inherited, None)
+    return settings
+
+
+def migrate_database() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=300
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+
+
+def median_of_runs(code: str, path: Path, runs: int) -> tuple[list[dict[str, Any]], str | None]:
+    """Run ``code`` on ``path`` in ``runs`` fresh interpreters; the parsed JSON of each, or an error."""
+    results: list[dict[str, Any]] = []
+    for _ in range(runs):
+        completed = subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO_ROOT,
+        )
+        if completed.returncode != 0:
+            return results, f"exit {completed.returncode}: {completed.stderr[-2000:]}"
+        results.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+    return results, None
+
+
+def benchmark_parsing(runs: int) -> bool:
+    """Print the parse times of every DAG file; False if one failed to parse."""
+    ok = True
+    print(
+        f"\nParse time of each DAG file, median of {runs} runs, a fresh interpreter per run (target: < 0.2 s)"
+    )
+    header = (
+        f"{'file':<34} {'cold':>8} {'processor':>10} {'+serialize':>11} {'vs target':>10}  "
+        "file imports boto3  pre-imported"
+    )
+    print(header)
+    for path in sorted(DAGS_DIR.glob("*.py")):
+        cold, cold_error = median_of_runs(COLD_PARSE, path, runs)
+        processor, processor_error = median_of_runs(PROCESSOR_PARSE, path, runs)
+        errors = [error for error in (cold_error, processor_error) if error]
+        errors += [f"import error: {run['import_errors']}" for run in processor if run["import_errors"]]
+        if errors or not processor or not processor[0]["dag_ids"]:
+            ok = False
+            print(f"{path.name:<34} FAILED: {errors or 'no DAG found'}")
+            continue
+        cold_s = statistics.median(run["seconds"] for run in cold)
+        parse_s = statistics.median(run["seconds"] for run in processor)
+        serialize_s = statistics.median(run["with_serialization"] for run in processor)
+        boto = "yes" if processor[0]["boto_imported_by_file"] else "no"
+        print(
+            f"{path.name:<34} {cold_s:>7.3f}s {parse_s:>9.3f}s {serialize_s:>10.3f}s {parse_s / 0.2:>9.2f}x  "
+            f"{boto:<18}  {', '.join(processor[0]['pre_imported'])}"
+        )
+    return ok
+
+
+def read_xcom(dag_run: Any, task_id: str) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(
+            XComModel.get_many(
+                run_id=dag_run.run_id,
+                dag_ids=dag_run.dag_id,
+                task_ids=task_id,
+                key="return_value",
+                map_indexes=-1,
+            )
+        ).first()
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def describe(batch: Any, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    described: dict[str, dict[str, Any]] = {}
+    for first in range(0, len(job_ids), 100):
+        for job in batch.describe_jobs(jobs=job_ids[first : first + 100])["jobs"]:
+            described[job["jobId"]] = job
+    missing = set(job_ids) - set(described)
+    if missing:
+        raise RuntimeError(f"DescribeJobs does not know the jobs {sorted(missing)}")
+    return described
+
+
+def collect_jobs(batch: Any, dag_run: Any, mode: str) -> list[Job]:
+    """Every job the run's mode ran, with the dependencies the mode gives it."""
+    stage_ids = {}
+    for stage, task_id in JOB_TASKS[mode].items():
+        job_id = read_xcom(dag_run, task_id)
+        if not isinstance(job_id, str):
+            raise RuntimeError(
+                f"task {task_id} of run {dag_run.run_id} left no job id in XCom (got {job_id!r})"
+            )
+        stage_ids[stage] = job_id
+    parents = describe(batch, list(stage_ids.values()))
+
+    def children(stage: str) -> list[str]:
+        parent = parents[stage_ids[stage]]
+        size = int((parent.get("arrayProperties") or {}).get("size") or 0)
+        if size < 2:
+            raise RuntimeError(
+                f"the {stage} job {parent['jobId']} is not an array job: {parent.get('arrayProperties')}"
+            )
+        return [f"{parent['jobId']}:{index}" for index in range(size)]
+
+    stress, paths = children("stress_ng"), children("shortest_path")
+    described = {**parents, **describe(batch, stress + paths)}
+    leader, aggregator = stage_ids["leader"], stage_ids["aggregator"]
+    depends: dict[str, tuple[str, list[str]]] = {leader: ("leader", [])}
+    for child in stress:
+        depends[child] = ("stress_ng", [leader])
+    for index, child in enumerate(paths):
+        # all_at_once: N_TO_N on the stress-ng array (and the leader); stage_by_stage: Airflow submits
+        # the array once the whole stress-ng array has succeeded.
+        depends[child] = ("shortest_path", [stress[index], leader] if mode == ALL_AT_ONCE else list(stress))
+    depends[aggregator] = ("aggregator", stress + paths if mode == ALL_AT_ONCE else list(paths))
+
+    jobs = []
+    for key, (stage, dependencies) in depends.items():
+        job = described[key]
+        if job.get("status") != "SUCCEEDED" or "startedAt" not in job or "stoppedAt" not in job:
+            raise RuntimeError(
+                f"job {key} did not run to success: {job.get('status')} {job.get('statusReason')}"
+            )
+        jobs.append(Job(key, stage, job["startedAt"] / 1000, job["stoppedAt"] / 1000, dependencies))
+    return jobs
+
+
+def critical_path(jobs: list[Job]) -> float:
+    """The longest chain of run times through the dependency graph (capacity ignored)."""
+    by_key = {job.key: job for job in jobs}
+    finish: dict[str, float] = {}
+
+    def earliest_finish(key: str) -> float:
+        if key not in finish:
+            job = by_key[key]
+            finish[key] = job.run_seconds + max((earliest_finish(dep) for dep in job.depends), default=0.0)
+        return finish[key]
+
+    return max(earliest_finish(job.key) for job in jobs)
+
+
+def busy_seconds(jobs: list[Job]) -> float:
+    """The length of the union of the jobs' run intervals: the time at least one job ran."""
+    total, end = 0.0, float("-inf")
+    for job in sorted(jobs, key=lambda job: job.started):
+        if job.started >= end:
+            total += job.run_seconds
+            end = job.stopped
+        elif job.stopped > end:
+            total += job.stopped - end
+            end = job.stopped
+    return total
+
+
+def figures_of(mode: str, jobs: list[Job], started: float, ended: float, vcpus: int) -> RunFigures:
+    by_key = {job.key: job for job in jobs}
+    stops = sorted(job.stopped for job in jobs)
+    gaps, net_gaps = [], []
+    for job in jobs:
+        if not job.depends:
+            continue
+        ready = max(by_key[dep].stopped for dep in job.depends)
+        gaps.append(job.started - ready)
+        freed = max((stop for stop in stops if stop <= job.started), default=ready)
+        net_gaps.append(job.started - max(ready, freed))
+    first_start = min(job.started for job in jobs)
+    last_stop = max(job.stopped for job in jobs)
+    job_sum = sum(job.run_seconds for job in jobs)
+    path = critical_path(jobs)
+    return RunFigures(
+        mode=mode,
+        wall=ended - started,
+        job_sum=job_sum,
+        critical_path=path,
+        capacity_bound=max(path, job_sum / vcpus),
+        before_first_job=first_start - started,
+        batch_idle=(last_stop - first_start) - busy_seconds(jobs),
+        after_last_job=ended - last_stop,
+        gaps=gaps,
+        net_gaps=net_gaps,
+        stage_run_seconds={
+            stage: statistics.median(job.run_seconds for job in jobs if job.stage == stage)
+            for stage in ("leader", "stress_ng", "shortest_path", "aggregator")
+        },
+        jobs=len(jobs),
+    )
+
+
+def load_dag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_DIR / f"{DAG_ID}.py"))
+    if bag.import_errors:
+        raise RuntimeError(f"dags/{DAG_ID}.py does not import: {bag.import_errors}")
+    return bag.dags[DAG_ID]
+
+
+def run_once(dag: Any, conf: dict[str, Any], batch: Any, vcpus: int) -> RunFigures:
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
+    started = time.time()
+    dag_run = dag.test(run_conf=conf)
+    ended = time.time()
+    if dag_run.state != "success":
+        failed = [ti.task_id for ti in dag_run.get_task_instances() if ti.state not in ("success", "skipped")]
+        raise RuntimeError(
+            f"run {dag_run.run_id} ({conf['submission_mode']}) ended {dag_run.state}; tasks: {failed}"
+        )
+    jobs = collect_jobs(batch, dag_run, conf["submission_mode"])
+    return figures_of(conf["submission_mode"], jobs, started, ended, vcpus)
+
+
+def milliseconds(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.0f} / {max(values) * 1000:.0f}"
+
+
+def print_table(results: dict[str, list[RunFigures]], poll_seconds: float) -> None:
+    modes = [mode for mode in MODES if results.get(mode)]
+
+    def med(mode: str, name: str) -> float:
+        return statistics.median(getattr(run, name) for run in results[mode])
+
+    rows: list[tuple[str, Any]] = [
+        ("wall time of the DAG run", lambda m: f"{med(m, 'wall'):.1f} s"),
+        ("sum of job run times", lambda m: f"{med(m, 'job_sum'):.1f} s"),
+        ("critical path of job run times", lambda m: f"{med(m, 'critical_path'):.1f} s"),
+        ("capacity bound max(path, sum/vCPUs)", lambda m: f"{med(m, 'capacity_bound'):.1f} s"),
+        ("Airflow overhead: wall - critical path", lambda m: f"{med(m, 'overhead'):.1f} s"),
+        ("  as a share of wall", lambda m: f"{med(m, 'overhead') / med(m, 'wall'):.0%}"),
+        ("  in poll intervals", lambda m: f"{med(m, 'overhead') / poll_seconds:.1f}"),
+        ("wall - capacity bound", lambda m: f"{med(m, 'overhead_over_bound'):.1f} s"),
+        ("  before the first job starts", lambda m: f"{med(m, 'before_first_job'):.1f} s"),
+        ("  Batch idle between first start and last end", lambda m: f"{med(m, 'batch_idle'):.1f} s"),
+        ("  after the last job ends", lambda m: f"{med(m, 'after_last_job'):.1f} s"),
+        (
+            "dependency gap, median / max",
+            lambda m: milliseconds([gap for run in results[m] for gap in run.gaps]) + " ms",
+        ),
+        (
+            "  net of capacity, median / max",
+            lambda m: milliseconds([gap for run in results[m] for gap in run.net_gaps]) + " ms",
+        ),
+        (
+            "job run time: leader/stress/path/aggregator",
+            lambda m: (
+                "/".join(
+                    f"{statistics.median(run.stage_run_seconds[stage] for run in results[m]):.1f}"
+                    for stage in ("leader", "stress_ng", "shortest_path", "aggregator")
+                )
+                + " s"
+            ),
+        ),
+        ("jobs (leader, children, aggregator)", lambda m: str(results[m][0].jobs)),
+    ]
+    runs = ", ".join(f"{mode}: {len(results[mode])}" for mode in modes)
+    print(f"\nbatch_fanout, medians over the runs ({runs}); gaps pooled over the runs")
+    print(f"{'what':<48}" + "".join(f"{mode:>18}" for mode in modes))
+    for label, value in rows:
+        print(f"{label:<48}" + "".join(f"{value(mode):>18}" for mode in modes))
+    if len(modes) == 2:
+        ratio = med(STAGE_BY_STAGE, "wall") / med(ALL_AT_ONCE, "wall")
+        print(f"wall time stage_by_stage / all_at_once: {ratio:.2f}")
+
+
+def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
+    from batch_fanout import pipeline
+    from batch_fanout.local.testing import running_endpoint
+
+    conf = {"tests": args.tests, "stress_duration": args.stress_duration, "grid": args.grid}
+    print(f"\nbatch_fanout parameters: the DAG's defaults except {json.dumps(conf)}")
+    print(f"poll interval (batch_fanout.pipeline.POLL_SECONDS): {pipeline.POLL_SECONDS} s")
+    results_dir = work / "results"
+    results_dir.mkdir()
+    os.environ["AIRFLOW_VAR_BATCH_FANOUT_RESULTS_URI"] = results_dir.as_uri()
+    os.environ["AIRFLOW_VAR_BATCH_FANOUT_IMAGE_REGISTRY"] = "local"
+    os.environ["AIRFLOW_VAR_BATCH_FANOUT_IMAGE_TAG"] = "latest"
+
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+    DagBundlesManager().sync_bundles_to_db()
+    results: dict[str, list[RunFigures]] = {mode: [] for mode in args.modes}
+    ok = True
+    with running_endpoint(work / "local-batch") as endpoint:
+        os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "local",
+                "password": "local",
+                "extra": {"region_name": "us-east-1", "endpoint_url": endpoint.url},
+            }
+        )
+        batch = endpoint.client("batch")
+        environment = batch.describe_compute_environments(computeEnvironments=[COMPUTE_ENVIRONMENT])
+        vcpus = int(environment["computeEnvironments"][0]["computeResources"]["maxvCpus"])
+        print(f"local endpoint: {endpoint.url}, compute environment {COMPUTE_ENVIRONMENT} of {vcpus} vCPUs")
+        dag = load_dag()
+        for warmup in range(args.warmup):
+            # The first run registers the job definitions and warms caches; it is not counted.
+            try:
+                figures = run_once(dag, {**conf, "submission_mode": args.modes[0]}, batch, vcpus)
+                print(
+                    f"warm-up {warmup + 1} {args.modes[0]}: wall {figures.wall:.1f} s (not counted)",
+                    flush=True,
+                )
+            except Exception as error:
+                ok = False
+                print(f"warm-up {warmup + 1} {args.modes[0]}: FAILED: {error}", file=sys.stderr)
+        # Modes interleaved, in turn first, so that a warming cache or a busy moment favours neither.
+        for repeat in range(args.repeat):
+            for mode in args.modes if repeat % 2 == 0 else reversed(args.modes):
+                try:
+                    figures = run_once(dag, {**conf, "submission_mode": mode}, batch, vcpus)
+                except Exception as error:  # a failed run is reported, then the script exits non-zero
+                    ok = False
+                    print(f"run {repeat + 1} {mode}: FAILED: {error}", file=sys.stderr)
+                    continue
+                results[mode].append(figures)
+                print(
+                    f"run {repeat + 1} {mode:<15} wall {figures.wall:6.1f} s, job sum {figures.job_sum:6.1f} s, "
+                    f"critical path {figures.critical_path:6.1f} s, overhead {figures.overhead:6.1f} s, "
+                    f"gap median {statistics.median(figures.gaps) * 1000:.0f} ms",
+                    flush=True,
+                )
+    if any(results.values()):
+        print_table(results, pipeline.POLL_SECONDS)
+    return ok
+
+
+def stress_ng_version() -> str:
+    executable = shutil.which("stress-ng")
+    if executable is None:
+        return "not installed"
+    completed = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=30)
+    return (completed.stdout or completed.stderr).strip()
+
+
+def mode_list(value: str) -> list[str]:
+    modes = [mode.strip() for mode in value.split(",") if mode.strip()]
+    unknown = [mode for mode in modes if mode not in MODES]
+    if not modes or unknown:
+        raise argparse.ArgumentTypeError(f"--modes takes a comma list of {', '.join(MODES)}; got {value!r}")
+    return modes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--tests", type=int, default=4, help="stress-ng tests and shortest-path shards (>= 2)"
+    )
+    parser.add_argument("--stress-duration", type=int, default=2, help="seconds per stress-ng test")
+    parser.add_argument("--grid", default="64x64", help="generated road-like grid, ROWSxCOLUMNS")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each mode (0: no DAG run)")
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted runs before the measured ones")
+    parser.add_argument("--parse-runs", type=int, default=3, help="runs per DAG file and way (0: no parse)")
+    parser.add_argument("--modes", type=mode_list, default=list(MODES), help="comma list of submission modes")
+    args = parser.parse_args(argv)
+    if args.tests < 2:
+        parser.error(f"--tests must be at least 2 (AWS Batch rejects an array of size 1), got {args.tests}")
+    if min(args.repeat, args.parse_runs, args.warmup) < 0:
+        parser.error("--repeat, --warmup and --parse-runs must be >= 0")
+
+    work = Path(tempfile.mkdtemp(prefix="pipeline-benchmark-"))
+    try:
+        prepare_environment(work)
+        migrate_database()
+        import airflow
+
+        print(
+            f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"Airflow {airflow.__version__}, {stress_ng_version()}"
+        )
+        print(f"load average before: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+        ok = True
+        if args.parse_runs:
+            ok = benchmark_parsing(args.parse_runs) and ok
+        if args.repeat:
+            ok = benchmark_pipeline(args, work) and ok
+        print(f"\nload average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+        return 0 if ok else 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
