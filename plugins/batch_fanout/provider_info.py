@@ -20,6 +20,22 @@ def get_provider_info() -> dict[str, Any]:
             "per-child progress, retry of only the failed children, and a local AWS Batch endpoint."
         ),
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "AWS Batch",
+                "external-doc-url": "https://aws.amazon.com/batch/",
+                "tags": ["aws"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "AWS Batch",
+                "python-modules": ["batch_fanout.operators.batch", "batch_fanout.operators.specs"],
+            }
+        ],
+        "sensors": [{"integration-name": "AWS Batch", "python-modules": ["batch_fanout.sensors.batch"]}],
+        "hooks": [{"integration-name": "AWS Batch", "python-modules": ["batch_fanout.hooks.batch_client"]}],
+        "notifications": ["batch_fanout.notifications.failure.RunFailureNotifier"],
         "extra-links": [
             "batch_fanout.links.batch.BatchFanoutJobLink",
             "batch_fanout.links.batch.BatchFanoutChildJobLink",

@@ -344,12 +344,14 @@ def test_sensor_fails_listing_the_failed_child(
             wait_for_completion=False,
             **FAST,
         )
-        BatchFanoutSensor(task_id="watch", job_id=submit.output, poke_interval=0.2)
+        # Retries are set, but a terminal failed job is not watched again.
+        BatchFanoutSensor(task_id="watch", job_id=submit.output, poke_interval=0.2, retries=2)
 
     dag_run = run_dag(dag)
 
     out = capfd.readouterr().out
     assert dag_run.state == "failed"
     assert dag_run.get_task_instance("watch").state == "failed"
+    assert dag_run.get_task_instance("watch").try_number == 1
     assert "ended FAILED" in out and "exit code 3" in out
     assert "probe index 0 line 2" in out  # the failed job's log lines copied into the task log
