@@ -29,7 +29,7 @@ from datetime import datetime, timedelta, timezone
 # that the project's operators build on keeps boto3's import out of every parse of this file.
 import airflow.providers.amazon.aws.operators.batch
 import airflow.providers.amazon.aws.sensors.base_aws  # noqa: F401
-from airflow.sdk import Param, chain, dag
+from airflow.sdk import Param, dag
 
 from batch_fanout import pipeline as p
 
@@ -86,11 +86,8 @@ from batch_fanout import pipeline as p
     },
 )
 def shortest_path_all_pairs() -> None:
-    register = p.register_job_definitions()
-    leader = p.submit_job(
-        "submit_leader",
-        p.LEADER,
-        parameters={
+    p.leader_array_aggregator(
+        leader_parameters={
             "workloads": "shortest_path",
             "graph": "{{ params.graph }}",
             "grid": "{{ params.grid }}",
@@ -98,33 +95,12 @@ def shortest_path_all_pairs() -> None:
             "shards": "{{ params.shards }}",
             "origins": "{{ params.origins }}",
         },
-        container_overrides=p.job_overrides(),
-        wait_for_completion=False,
-    )
-    shards = p.submit_job(
-        "submit_shortest_path",
-        p.SHORTEST_PATH,
+        array_task_id="submit_shortest_path",
+        array_definition=p.SHORTEST_PATH,
         array_size="{{ params.shards }}",
-        parameters={"paths_for": "{{ params.paths_for }}"},
-        depends_on=[{"job_id": leader.output, "type": None}],
-        container_overrides=p.job_overrides(fail_once=True),
-        wait_for_completion=False,
-    )
-    aggregate = p.submit_job(
-        "submit_aggregator",
-        p.AGGREGATOR,
-        parameters={"tolerated_failures": "0"},
-        depends_on=[{"job_id": shards.output, "type": None}],
-        container_overrides=p.job_overrides(),
-        wait_for_completion=False,
-    )
-    register >> leader
-    chain(
-        aggregate,
-        p.watch_job("leader", leader),
-        p.watch_job("shortest_path", shards),
-        p.watch_job("aggregator", aggregate),
-        p.report_task(),
+        # Every shard needs the whole graph the leader wrote.
+        array_dependency_type=None,
+        array_parameters={"paths_for": "{{ params.paths_for }}"},
     )
 
 

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 # that the project's operators build on keeps boto3's import out of every parse of this file.
 import airflow.providers.amazon.aws.operators.batch
 import airflow.providers.amazon.aws.sensors.base_aws  # noqa: F401
-from airflow.sdk import Param, chain, dag
+from airflow.sdk import Param, dag
 
 from batch_fanout import pipeline as p
 
@@ -70,11 +70,8 @@ METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
     },
 )
 def stress_ng_leader_follower() -> None:
-    register = p.register_job_definitions()
-    leader = p.submit_job(
-        "submit_leader",
-        p.LEADER,
-        parameters={
+    p.leader_array_aggregator(
+        leader_parameters={
             "workloads": "stress",
             "tests": "{{ params.tests }}",
             "stress_duration": "{{ params.stress_duration }}",
@@ -82,32 +79,11 @@ def stress_ng_leader_follower() -> None:
             "methods": "{{ params.methods }}",
             "exclude_methods": "{{ params.exclude_methods }}",
         },
-        container_overrides=p.job_overrides(),
-        wait_for_completion=False,
-    )
-    followers = p.submit_job(
-        "submit_followers",
-        p.STRESS_NG,
+        array_task_id="submit_followers",
+        array_definition=p.STRESS_NG,
         array_size="{{ params.tests }}",
-        depends_on=[{"job_id": leader.output, "type": "N_TO_N"}],
-        container_overrides=p.job_overrides(fail_once=True),
-        wait_for_completion=False,
-    )
-    aggregate = p.submit_job(
-        "submit_aggregator",
-        p.AGGREGATOR,
-        parameters={"tolerated_failures": "0"},
-        depends_on=[{"job_id": followers.output, "type": None}],
-        container_overrides=p.job_overrides(),
-        wait_for_completion=False,
-    )
-    register >> leader
-    chain(
-        aggregate,
-        p.watch_job("leader", leader),
-        p.watch_job("followers", followers),
-        p.watch_job("aggregator", aggregate),
-        p.report_task(),
+        # The workshop's pattern: each follower waits for the leader with an N_TO_N dependency.
+        array_dependency_type="N_TO_N",
     )
 
 

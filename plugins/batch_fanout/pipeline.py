@@ -190,3 +190,59 @@ def report_task(**task_kwargs: Any) -> Any:
         return summarize_report(results_uri, context["dag"].dag_id, context["run_id"])
 
     return report()
+
+
+def leader_array_aggregator(
+    *,
+    leader_parameters: dict[str, str],
+    array_task_id: str,
+    array_definition: str,
+    array_size: str,
+    array_dependency_type: str | None,
+    array_parameters: dict[str, str] | None = None,
+) -> None:
+    """The leader → array → aggregator graph, submitted at once with Batch dependencies, then one
+    sensor per stage and the report, in the DAG being defined.
+
+    :param leader_parameters: the leader job's ``Ref::`` parameters (templated)
+    :param array_task_id: the submitting task's id, ``submit_<name>``; its sensor is ``watch_<name>``
+    :param array_definition: the array's job definition name
+    :param array_size: the number of children (templated)
+    :param array_dependency_type: ``N_TO_N`` or ``None`` (plain) on the leader
+    :param array_parameters: the array job's ``Ref::`` parameters (templated)
+    """
+    from airflow.sdk import chain
+
+    register = register_job_definitions()
+    leader = submit_job(
+        "submit_leader",
+        LEADER,
+        parameters=leader_parameters,
+        container_overrides=job_overrides(),
+        wait_for_completion=False,
+    )
+    array = submit_job(
+        array_task_id,
+        array_definition,
+        array_size=array_size,
+        parameters=array_parameters,
+        depends_on=[{"job_id": leader.output, "type": array_dependency_type}],
+        container_overrides=job_overrides(fail_once=True),
+        wait_for_completion=False,
+    )
+    aggregate = submit_job(
+        "submit_aggregator",
+        AGGREGATOR,
+        parameters={"tolerated_failures": "0"},
+        depends_on=[{"job_id": array.output, "type": None}],
+        container_overrides=job_overrides(),
+        wait_for_completion=False,
+    )
+    register >> leader
+    chain(
+        aggregate,
+        watch_job("leader", leader),
+        watch_job(array_task_id.removeprefix("submit_"), array),
+        watch_job("aggregator", aggregate),
+        report_task(),
+    )

@@ -22,16 +22,15 @@ import csv
 import html
 import io
 import math
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from batch_fanout_job.errors import EXIT_USAGE, JobError
+from batch_fanout_job.errors import JobError
 from batch_fanout_job.plan import shard_origins
-from batch_fanout_job.runtime import log_event, parse_optional, run_job
+from batch_fanout_job.runtime import log_event, parse_optional, run_cli
 from batch_fanout_job.store import RunStore
 
 JOB = "aggregator"
@@ -458,11 +457,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         default="none",
         help="how many missing or corrupt outputs still give a report (none: 0)",
     )
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code) if isinstance(exit_.code, int) else EXIT_USAGE
-    return run_job(JOB, lambda: run(args, os.environ if environ is None else environ))
+    return run_cli(JOB, parser, run, argv, environ)
 
 
 if __name__ == "__main__":

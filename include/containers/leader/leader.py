@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
-from batch_fanout_job.errors import EXIT_USAGE, JobError
+from batch_fanout_job.errors import JobError
 from batch_fanout_job.plan import parse_positive_int, parse_workloads, plan_shards
-from batch_fanout_job.runtime import log_event, parse_optional, run_job
+from batch_fanout_job.runtime import log_event, parse_optional, run_cli
 from batch_fanout_job.store import RunStore, open_uri
 
 JOB = "leader"
@@ -361,12 +361,7 @@ def summary(manifest: Mapping[str, Any], run_uri: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code) if isinstance(exit_.code, int) else EXIT_USAGE
-    return run_job(JOB, lambda: run(args, os.environ if environ is None else environ))
+    return run_cli(JOB, build_parser(), run, argv, environ)
 
 
 if __name__ == "__main__":

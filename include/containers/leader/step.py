@@ -15,14 +15,13 @@ Run as AWS Batch runs it::
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
 
 from batch_fanout_job.errors import EXIT_USAGE, JobError
-from batch_fanout_job.runtime import log_event, parse_optional, run_job
+from batch_fanout_job.runtime import log_event, parse_optional, run_cli
 from batch_fanout_job.store import RunStore
 
 JOB = "step"
@@ -105,12 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return run_job(JOB, lambda: run(args, os.environ))
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    return run_cli(JOB, build_parser(), run, argv, environ)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -30,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from batch_fanout_job.errors import EXIT_USAGE, JobError
+from batch_fanout_job.errors import JobError
 from batch_fanout_job.graphs import Graph, graph_from_bytes
 from batch_fanout_job.index import logical_index
 from batch_fanout_job.plan import shard_origins
-from batch_fanout_job.runtime import log_event, maybe_fail_once, parse_optional, run_job
+from batch_fanout_job.runtime import log_event, maybe_fail_once, parse_optional, run_cli
 from batch_fanout_job.store import RunStore
 
 JOB = "shortest_path"
@@ -210,11 +209,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         default="none",
         help="ORIGIN or ORIGIN:TARGET entries (1-based ids) to write full rows and paths for",
     )
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code) if isinstance(exit_.code, int) else EXIT_USAGE
-    return run_job(JOB, lambda: run(args, os.environ if environ is None else environ))
+    return run_cli(JOB, parser, run, argv, environ)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from batch_fanout_job.errors import EXIT_USAGE, JobError
+from batch_fanout_job.errors import JobError
 from batch_fanout_job.index import logical_index
-from batch_fanout_job.runtime import log_event, maybe_fail_once, run_job
+from batch_fanout_job.runtime import log_event, maybe_fail_once, run_cli
 from batch_fanout_job.store import RunStore
 from batch_fanout_job.stress_ng import (
     StressTest,
@@ -125,11 +125,7 @@ def run(environ: Mapping[str, str]) -> int:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stress_follower", description=__doc__.splitlines()[0])
-    try:
-        parser.parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code) if isinstance(exit_.code, int) else EXIT_USAGE
-    return run_job(JOB, lambda: run(os.environ if environ is None else environ))
+    return run_cli(JOB, parser, lambda _args, job_environ: run(job_environ), argv, environ)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from batch_fanout_job.errors import EXIT_ERROR, EXIT_INJECTED_FAILURE, EXIT_OK, JobError
+from batch_fanout_job.errors import EXIT_ERROR, EXIT_INJECTED_FAILURE, EXIT_OK, EXIT_USAGE, JobError
 from batch_fanout_job.store import RunStore
 
 FAIL_ONCE_VARIABLE = "BATCH_FANOUT_FAIL_ONCE"
@@ -84,6 +86,22 @@ def run_job(job: str, work: Callable[[], int | None]) -> int:
         print(f"{job}: interrupted", file=sys.stderr, flush=True)
         return EXIT_ERROR
     return EXIT_OK if result is None else result
+
+
+def run_cli(
+    job: str,
+    parser: argparse.ArgumentParser,
+    work: Callable[[argparse.Namespace, Mapping[str, str]], int | None],
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """A job's ``main``: parse its command line (a usage error exits with argparse's code, 2) and run
+    ``work(args, environ)`` through :func:`run_job`."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code) if isinstance(exit_.code, int) else EXIT_USAGE
+    return run_job(job, lambda: work(args, os.environ if environ is None else environ))
 
 
 def parse_optional(value: str | None) -> str | None:
