@@ -51,6 +51,10 @@ setup: $(INSTALLED) system-packages
 $(AIRFLOW_DB): $(INSTALLED)
 	@mkdir -p $(AIRFLOW_HOME)
 	airflow db migrate >/dev/null
+	@# The same settings as the environment above, kept in airflow.cfg for shells that only set
+	@# AIRFLOW_HOME.
+	@sed -i -e 's|^dags_folder = .*|dags_folder = $(PROJECT_DIR)/dags|' \
+		-e 's|^load_examples = .*|load_examples = False|' $(AIRFLOW_HOME)/airflow.cfg
 	@touch $@
 
 airflow-db: $(AIRFLOW_DB)

@@ -200,3 +200,33 @@ def load_dag(dag_id: str, *, poll_seconds: float = 0.5, retry_seconds: float = 1
 def project_dag() -> Callable[..., Any]:
     """:func:`load_dag`: a DAG of ``dags/`` with short poll and retry intervals."""
     return load_dag
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An S3 bucket on a moto server on the loopback interface (S3 exists on AWS alone), reached by
+    boto3 and s3fs through ``AWS_ENDPOINT_URL_S3``. Returns ``s3://<bucket>``."""
+    import socket
+    import urllib.request
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+    try:
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        # moto keeps its state in the process; each test starts from an empty account.
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST"), timeout=10
+        ).close()
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="batch-fanout-results")
+        yield "s3://batch-fanout-results"
+    finally:
+        server.stop()

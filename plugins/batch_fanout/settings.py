@@ -6,7 +6,8 @@ and variable in one transaction, so a malformed file loads nothing. Loading the 
 changes nothing the second time.
 
 ``${NAME}`` in a string value is replaced by the environment variable ``NAME``; an undefined name is
-an error, so that no half-expanded value reaches Airflow.
+an error, so that no half-expanded value reaches Airflow. ``BATCH_FANOUT_HOME`` defaults to the folder
+of the settings file.
 """
 
 from __future__ import annotations
@@ -246,6 +247,12 @@ def parse_settings(text: str, source: str, environ: Mapping[str, str] | None = N
 
 
 def load_settings_file(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and check a settings file. ``${BATCH_FANOUT_HOME}`` defaults to the file's folder (the
+    project), so the project's own file loads from anywhere without setting it."""
+    environ = {
+        "BATCH_FANOUT_HOME": str(path.resolve().parent),
+        **(os.environ if environ is None else environ),
+    }
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:

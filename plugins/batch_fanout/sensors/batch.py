@@ -116,6 +116,8 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
                 poll_interval=self.poke_interval,
                 tolerated_failures=self.tolerated_failures,
                 fail_fast=self.fail_fast,
+                # A sensor only watches: killing it leaves the job it watches running.
+                terminate_on_kill=False,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,

@@ -100,6 +100,17 @@ def test_a_broken_entry_is_named_and_nothing_is_loaded(airflow_db: Path, tmp_pat
     assert airflow("connections", "get", "broken_test_aws").returncode != 0
 
 
+def test_the_projects_settings_file_puts_results_in_the_project_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from batch_fanout.settings import load_settings_file
+
+    monkeypatch.delenv("BATCH_FANOUT_HOME", raising=False)
+    settings = load_settings_file(REPO_ROOT / "airflow_settings.yaml")
+    results = {v.key: v.value for v in settings.variables}["batch_fanout_results_uri"]
+    assert results == (REPO_ROOT / ".results").as_uri()
+
+
 def test_the_projects_settings_file_is_valid() -> None:
     settings = parse_settings(
         (REPO_ROOT / "airflow_settings.yaml").read_text(),

@@ -75,5 +75,6 @@ def test_deferrable_sensor_hands_the_job_to_the_trigger() -> None:
         poll_interval=2.5,
         tolerated_failures=4,
         fail_fast=True,
+        terminate_on_kill=False,
     )
     assert deferred.value.method_name == "execute_complete"
