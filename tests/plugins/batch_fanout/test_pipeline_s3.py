@@ -40,7 +40,7 @@ def test_the_report_task_reads_a_report_on_s3(s3_bucket: str) -> None:
 
 
 def test_a_missing_report_on_s3_is_named(s3_bucket: str) -> None:
-    with pytest.raises(FileNotFoundError, match="runs/dag_a/run_2/report/report.json does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"runs/dag_a/run_2/report/report\.json does not exist"):
         summarize_report(f"{s3_bucket}/runs", "dag_a", "run_2")
 
 
