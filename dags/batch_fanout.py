@@ -17,7 +17,9 @@ One run does both reference workloads:
 - `all_at_once` (default): every job is submitted at the start with AWS Batch `dependsOn`, so Batch
   starts each job the moment its dependencies end, with no polling gap; one sensor per stage shows
   progress and copies failed children's logs into the task log. AWS Batch fails every dependent of a
-  failed job, so this mode takes `tolerated_failures = 0`.
+  failed job, so this mode takes `tolerated_failures = 0`, and a failed child fails the run: clear
+  the failed stage's submit task with its downstream tasks and only the failed children (and the
+  dependents of their indices) run again.
 - `stage_by_stage`: each stage is submitted only after Airflow has seen the previous one succeed;
   array sizes come from the leader's manifest. A failed child fails its task, and the task's retry
   resubmits only the failed children, each on its original index.
@@ -131,7 +133,7 @@ METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
             type="string",
             pattern=r"^(none|[0-9]+(,[0-9]+)*)$",
             title="Failure injection",
-            description="Logical indices whose stress-ng child fails on its first try (to see a retry of only those).",
+            description="Logical indices whose stress-ng child fails on its first try. stage_by_stage: the task retry reruns only those; all_at_once: the run fails, and clearing submit_stress_ng reruns only those.",
         ),
     },
 )

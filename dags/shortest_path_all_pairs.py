@@ -81,7 +81,7 @@ from batch_fanout import pipeline as p
             type="string",
             pattern=r"^(none|[0-9]+(,[0-9]+)*)$",
             title="Failure injection",
-            description="Shard indices that fail on their first try.",
+            description="Shard indices that fail on their first try: the run fails; clear submit_shortest_path (with downstream) and only those shards run again.",
         ),
     },
 )

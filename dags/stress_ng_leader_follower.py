@@ -65,7 +65,7 @@ METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
             type="string",
             pattern=r"^(none|[0-9]+(,[0-9]+)*)$",
             title="Failure injection",
-            description="Logical indices whose child fails on its first try.",
+            description="Logical indices whose child fails on its first try: the run fails; clear submit_followers (with downstream) and only those children run again.",
         ),
     },
 )

@@ -13,7 +13,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +232,74 @@ def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield "s3://batch-fanout-results"
     finally:
         server.stop()
+
+
+def _resume(
+    dag: Any,
+    dag_run: Any,
+    *,
+    clear_failed: bool = True,
+    clear_tasks: Sequence[str] = (),
+    timeout: float = 120,
+) -> Any:
+    """Continue an existing DAG run the way the scheduler would, running tasks in this process.
+
+    Tasks left ``running`` by a killed process are treated as the scheduler treats a task whose
+    heartbeat stopped (failed try, up for retry); with ``clear_failed`` the failed tasks and those
+    that did not run because of them are cleared, as "Clear" in the UI does; ``clear_tasks`` clears
+    those tasks and everything downstream of them too. Either way the run keeps
+    its id, its task state store and its try numbers, which the next tries increment.
+    """
+    from airflow.models.taskinstance import TaskInstance, clear_task_instances
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        for ti in tis:
+            if ti.state == TaskInstanceState.RUNNING:
+                ti.state = TaskInstanceState.UP_FOR_RETRY
+                ti.end_date = datetime.now(timezone.utc)
+        chosen = set(clear_tasks)
+        for task_id in clear_tasks:
+            chosen |= {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=False)}
+        to_clear = [
+            ti
+            for ti in tis
+            if ti.task_id in chosen
+            or (clear_failed and ti.state in (TaskInstanceState.FAILED, TaskInstanceState.UPSTREAM_FAILED))
+        ]
+        if to_clear:
+            clear_task_instances(to_clear, session, dag_run_state=DagRunState.RUNNING)
+        run_row = session.merge(dag_run)
+        run_row.state = DagRunState.RUNNING
+        session.commit()
+
+    deadline = time.monotonic() + timeout
+    with create_session() as session:
+        from airflow.models.dagrun import DagRun
+        from airflow.serialization.serialized_objects import DagSerialization
+
+        current = session.query(DagRun).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).one()
+        current.dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+        while current.state == DagRunState.RUNNING:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"DAG run {current.run_id} still running after {timeout} s")
+            session.expire_all()
+            schedulable, _ = current.update_state(session=session)
+            for ti in schedulable:
+                if ti.state != TaskInstanceState.UP_FOR_RESCHEDULE:
+                    ti.try_number += 1
+                ti.state = TaskInstanceState.SCHEDULED
+            session.commit()
+            for ti in current.get_task_instances(session=session):
+                if ti.state == TaskInstanceState.SCHEDULED:
+                    _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
+        return current
+
+
+@pytest.fixture
+def resume_run(airflow_db: Any) -> Callable[..., Any]:
+    """``resume_run(dag, dag_run, clear_failed=True)``: continue a DAG run as the scheduler would."""
+    return _resume
