@@ -43,7 +43,7 @@ def test_leader_follower_reports_every_test_the_leader_listed(
 
 @pytest.mark.slow
 def test_a_failed_follower_fails_the_run_and_clearing_its_submit_task_reruns_only_it(
-    project_dag: Any, run_dag: Any, resume_run: Any, pipeline_settings: str, batch_client: Any, xcom: Any
+    *, project_dag: Any, run_dag: Any, resume_run: Any, pipeline_settings: str, batch_client: Any, xcom: Any
 ) -> None:
     dag = project_dag("stress_ng_leader_follower")
     conf = {"tests": 3, "stress_duration": 1, "methods": "fft,int64,trig", "fail_once_indices": "2"}
