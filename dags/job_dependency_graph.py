@@ -70,6 +70,7 @@ def job_dependency_graph() -> None:
         submitted[name] = p.submit_job(
             f"submit_{name}",
             p.STEP,
+            job_name=f"batch-fanout-step-{name}",
             parameters={
                 "name": name,
                 "after": ",".join(upstream) or "none",

@@ -13,8 +13,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -303,3 +305,60 @@ def _resume(
 def resume_run(airflow_db: Any) -> Callable[..., Any]:
     """``resume_run(dag, dag_run, clear_failed=True)``: continue a DAG run as the scheduler would."""
     return _resume
+
+
+@contextmanager
+def _capacity_held_until_submitted(
+    batch_client: Any, job_name: str, deadline_seconds: float = 180
+) -> Iterator[None]:
+    """Occupy every vCPU of the project's compute environment until a job named ``job_name`` is in
+    the queue, so that no job of the run can start, let alone finish, before the whole graph is
+    submitted. A pipeline that waited for its leader before submitting the next stage would never
+    get there, and the check in the test after it would fail."""
+    environment = batch_client.describe_compute_environments(computeEnvironments=["batch-fanout-ce"])
+    vcpus = environment["computeEnvironments"][0]["computeResources"]["maxvCpus"]
+    definition = batch_client.register_job_definition(
+        jobDefinitionName="capacity-holder",
+        type="container",
+        containerProperties={
+            "image": "local/batch-fanout/leader:latest",
+            "command": ["python", "-c", "import time; time.sleep(600)"],
+            "resourceRequirements": [
+                {"type": "VCPU", "value": str(vcpus)},
+                {"type": "MEMORY", "value": "64"},
+            ],
+        },
+    )
+    holder = batch_client.submit_job(
+        jobName="capacity-holder", jobQueue="batch-fanout-queue", jobDefinition=definition["jobDefinitionArn"]
+    )["jobId"]
+    started_at = time.time() * 1000
+
+    def release_once_submitted() -> None:
+        deadline = time.monotonic() + deadline_seconds
+        try:
+            while time.monotonic() < deadline:
+                listed = batch_client.list_jobs(
+                    jobQueue="batch-fanout-queue", filters=[{"name": "JOB_NAME", "values": [job_name]}]
+                )["jobSummaryList"]
+                if any(job["createdAt"] >= started_at for job in listed):
+                    return
+                released.wait(0.2)
+        finally:
+            batch_client.terminate_job(jobId=holder, reason="the run's job graph is submitted")
+
+    released = threading.Event()
+    watcher = threading.Thread(target=release_once_submitted, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        released.set()
+        watcher.join(timeout=30)
+
+
+@pytest.fixture
+def capacity_held_until_submitted(batch_client: Any) -> Callable[..., Any]:
+    """``with capacity_held_until_submitted(job_name):`` hold the session endpoint's compute
+    environment until a job named ``job_name`` is submitted (see :func:`_capacity_held_until_submitted`)."""
+    return lambda job_name: _capacity_held_until_submitted(batch_client, job_name)

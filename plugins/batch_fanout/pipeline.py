@@ -155,7 +155,7 @@ def submit_job(task_id: str, definition: str, **kwargs: Any) -> Any:
     kwargs.setdefault("poll_interval", POLL_SECONDS)
     return BatchFanoutOperator(
         task_id=task_id,
-        job_name=definition,
+        job_name=kwargs.pop("job_name", definition),
         job_definition=pinned_job_definition(definition),
         job_queue=JOB_QUEUE,
         results_uri=RESULTS_URI,

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -26,56 +22,6 @@ def report_of(results_uri: str, dag_run: Any) -> dict[str, Any]:
     return json.loads((run_folder(results_uri, dag_run) / "report" / "report.json").read_text())
 
 
-@contextmanager
-def capacity_held_until_submitted(
-    batch_client: Any, job_name: str, deadline_seconds: float = 180
-) -> Iterator[None]:
-    """Occupy every vCPU of the project's compute environment until a job named ``job_name`` is in
-    the queue, so that no job of the run can start, let alone finish, before the whole graph is
-    submitted. A pipeline that waited for its leader before submitting the next stage would never
-    get there, and the check in the test after it would fail."""
-    environment = batch_client.describe_compute_environments(computeEnvironments=["batch-fanout-ce"])
-    vcpus = environment["computeEnvironments"][0]["computeResources"]["maxvCpus"]
-    definition = batch_client.register_job_definition(
-        jobDefinitionName="capacity-holder",
-        type="container",
-        containerProperties={
-            "image": "local/batch-fanout/leader:latest",
-            "command": ["python", "-c", "import time; time.sleep(600)"],
-            "resourceRequirements": [
-                {"type": "VCPU", "value": str(vcpus)},
-                {"type": "MEMORY", "value": "64"},
-            ],
-        },
-    )
-    holder = batch_client.submit_job(
-        jobName="capacity-holder", jobQueue="batch-fanout-queue", jobDefinition=definition["jobDefinitionArn"]
-    )["jobId"]
-    started_at = time.time() * 1000
-
-    def release_once_submitted() -> None:
-        deadline = time.monotonic() + deadline_seconds
-        try:
-            while time.monotonic() < deadline:
-                listed = batch_client.list_jobs(
-                    jobQueue="batch-fanout-queue", filters=[{"name": "JOB_NAME", "values": [job_name]}]
-                )["jobSummaryList"]
-                if any(job["createdAt"] >= started_at for job in listed):
-                    return
-                released.wait(0.2)
-        finally:
-            batch_client.terminate_job(jobId=holder, reason="the run's job graph is submitted")
-
-    released = threading.Event()
-    watcher = threading.Thread(target=release_once_submitted, daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        released.set()
-        watcher.join(timeout=30)
-
-
 def jobs_by_id(batch_client: Any, job_ids: list[str]) -> dict[str, dict[str, Any]]:
     described = batch_client.describe_jobs(jobs=job_ids)["jobs"]
     return {job["jobId"]: job for job in described}
@@ -83,9 +29,15 @@ def jobs_by_id(batch_client: Any, job_ids: list[str]) -> dict[str, dict[str, Any
 
 @pytest.mark.slow
 def test_all_at_once_runs_both_workloads_and_batch_gates_every_job(
-    project_dag: Any, run_dag: Any, pipeline_settings: str, batch_client: Any, xcom: Any
+    *,
+    capacity_held_until_submitted: Any,
+    project_dag: Any,
+    run_dag: Any,
+    pipeline_settings: str,
+    batch_client: Any,
+    xcom: Any,
 ) -> None:
-    with capacity_held_until_submitted(batch_client, "batch-fanout-aggregator"):
+    with capacity_held_until_submitted("batch-fanout-aggregator"):
         dag_run = run_dag(project_dag("batch_fanout"), conf=TINY)
     assert dag_run.state == "success"
 
