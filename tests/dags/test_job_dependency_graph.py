@@ -13,7 +13,11 @@ GRAPH = {"A": [], "B": ["A"], "C": ["A"], "D": ["A", "B"], "E": ["C"], "F": ["D"
 def test_six_jobs_are_submitted_at_once_and_batch_keeps_their_order(
     *,
     capacity_held_until_submitted: Any,
-    project_dag: Any, run_dag: Any, pipeline_settings: str, batch_client: Any, xcom: Any
+    project_dag: Any,
+    run_dag: Any,
+    pipeline_settings: str,
+    batch_client: Any,
+    xcom: Any,
 ) -> None:
     # No step can start before F, the last one submitted, is in Batch.
     with capacity_held_until_submitted("batch-fanout-step-F"):
