@@ -44,6 +44,22 @@ def _results_root(settings_file: Path) -> Path:
     return Path(parsed.path)
 
 
+def _endpoint_port(settings_file: Path) -> int:
+    """The port of the local endpoint that the settings' AWS connection points at: the settings file is
+    the one truth for where the DAGs send their Batch calls."""
+    from batch_fanout.settings import load_settings_file
+
+    settings = load_settings_file(settings_file)
+    connection = next((c for c in settings.connections if c.conn_id == "batch_fanout_aws"), None)
+    endpoint = urlparse(str((connection.extra if connection else {}).get("endpoint_url", "")))
+    if endpoint.hostname not in ("127.0.0.1", "localhost") or endpoint.port is None:
+        raise SystemExit(
+            f"error: the demo runs on the local endpoint, but the connection batch_fanout_aws in "
+            f"{settings_file.name} has no endpoint_url on 127.0.0.1 with a port"
+        )
+    return endpoint.port
+
+
 def _newest_report(results_root: Path, started: float) -> Path | None:
     reports = [
         path
@@ -74,7 +90,8 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         return 1
 
-    start = _run_cli("local", "start")
+    endpoint_port = _endpoint_port(settings_file)
+    start = _run_cli("local", "start", "--port", str(endpoint_port), "--data-dir", str(home / ".local-batch"))
     if start.returncode != 0:
         print(start.stdout + start.stderr, file=sys.stderr)
         print("error: the local AWS Batch endpoint did not start", file=sys.stderr)
