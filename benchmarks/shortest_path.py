@@ -58,6 +58,7 @@ def ensure_boost() -> Path:
                 "Boost Graph headers are missing: apt-get install -y libboost-graph-dev (as root)"
             )
         print("installing libboost-graph-dev ...", file=sys.stderr)
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
         subprocess.run(["apt-get", "install", "-y", "libboost-graph-dev"], check=True, capture_output=True)
     WORK.mkdir(parents=True, exist_ok=True)
     binary = WORK / "boost_dijkstra"

@@ -71,7 +71,8 @@ class SpecFile:
 
 def default_specs_dir() -> Path:
     """Where the specs are: ``$BATCH_FANOUT_SPECS_DIR``, else ``include/specs`` under the current
-    directory (an Airflow or Astro project root), else the one of this source checkout."""
+    directory (an Airflow or Astro project root), else the one of this source checkout, else the copy
+    installed with the provider package."""
     configured = os.environ.get("BATCH_FANOUT_SPECS_DIR")
     if configured:
         return Path(configured)
@@ -81,6 +82,9 @@ def default_specs_dir() -> Path:
     source_checkout = Path(__file__).resolve().parents[3] / "include" / "specs"
     if source_checkout.is_dir():
         return source_checkout
+    packaged = Path(__file__).resolve().parents[1] / "_specs"
+    if packaged.is_dir():
+        return packaged
     return in_project
 
 
