@@ -28,7 +28,11 @@ $(INSTALLED): pyproject.toml requirements.txt
 	@if command -v uv >/dev/null 2>&1; then UV=uv; \
 	else \
 		echo "uv not found: installing it from PyPI into $(VENV)"; \
-		[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV); \
+		[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV) || { \
+			[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && \
+			rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); \
+		} || { echo "error: $(PYTHON) cannot create a virtual environment; install python3-venv" >&2; exit 1; }; \
 		$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv; \
 		UV=$(VENV)/bin/uv; \
 	fi; \
