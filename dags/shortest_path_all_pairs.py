@@ -26,9 +26,11 @@ from datetime import datetime, timedelta, timezone
 
 # Airflow's DAG processor imports the airflow.* modules a DAG file names once, before it parses each
 # file in a fresh process (``parsing_pre_import_modules``); naming the Amazon provider's Batch modules
-# that the project's operators build on keeps boto3's import out of every parse of this file.
+# that the project's operators build on (and the @task decorators, which airflow.sdk loads lazily)
+# keeps their import out of every parse of this file.
 import airflow.providers.amazon.aws.operators.batch
-import airflow.providers.amazon.aws.sensors.base_aws  # noqa: F401
+import airflow.providers.amazon.aws.sensors.base_aws
+import airflow.sdk.definitions.decorators  # noqa: F401  (airflow.sdk loads @task lazily)
 from airflow.sdk import Param, dag
 
 from batch_fanout import pipeline as p
