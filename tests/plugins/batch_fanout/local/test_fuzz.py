@@ -17,7 +17,6 @@ from batch_fanout.local.protocol import batch_routes, service_model
 from batch_fanout.local.testing import EndpointHandle, running_endpoint
 
 REQUESTS = 3000
-TIME_LIMIT_SECONDS = 60.0
 VALID_SUBMIT = {
     "jobName": "fuzz",
     "jobQueue": "batch-fanout-queue",
@@ -94,9 +93,9 @@ def test_bad_requests_get_client_errors_and_the_endpoint_keeps_serving(endpoint:
     ]
     connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=10)
     statuses: dict[int, int] = {}
-    deadline = time.monotonic() + TIME_LIMIT_SECONDS
-    for number in range(REQUESTS):
-        assert time.monotonic() < deadline, f"only {number} requests in {TIME_LIMIT_SECONDS} s"
+    # Bounded by the request count, each request's 10 s socket timeout and the suite's test timeout;
+    # how fast the endpoint answers is measured in benchmarks/, not here.
+    for _ in range(REQUESTS):
         body = _body(rng)
         headers = {"Content-Type": "application/json"}
         if rng.random() < 0.3:
