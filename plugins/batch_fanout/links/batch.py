@@ -128,6 +128,10 @@ def persist_job_links(
     if is_array:
         child_id = first_failed_child["job_id"] if first_failed_child else f"{job_id}:0"
         BatchFanoutChildJobLink.persist(**common, job_id=child_id)
+    elif operator.do_xcom_push:
+        # A plain job has no children: an empty value shows no link, where no value at all makes
+        # Airflow log a failed XCom lookup for the link after every try.
+        context["ti"].xcom_push(key=BatchFanoutChildJobLink.key, value={})
     container = description.get("container") or {}
     options = (container.get("logConfiguration") or {}).get("options") or {}
     log_group = options.get("awslogs-group", "/aws/batch/job")

@@ -375,9 +375,35 @@ class BatchFanoutOperator(ResumableJobMixin, BatchOperator):
             raise AirflowException(f"AWS Batch refused job {self.job_name!r}: {error}") from error
         job_id = response["jobId"]
         self.log.info("AWS Batch job %s submitted", job_id)
+        self._persist_definition_and_queue_links(context, request, response.get("jobArn", ""))
         # What the links need is in the request: no DescribeJobs call for it.
         self._set_job(context, job_id, {"jobId": job_id, "arrayProperties": request.get("arrayProperties")})
         return job_id
+
+    def _persist_definition_and_queue_links(
+        self, context: Context, request: dict[str, Any], job_arn: str
+    ) -> None:
+        """The Amazon provider's job definition and queue links, from the request and the job's ARN
+        (``arn:<partition>:batch:<region>:<account>:job/<id>``): no DescribeJobs call, and the links
+        are there even when the task does not wait for the job."""
+        parts = job_arn.split(":")
+        if len(parts) < 6 or parts[2] != "batch":
+            return
+        prefix = ":".join(parts[:5])
+
+        def arn(kind: str, name: str) -> str:
+            return name if name.startswith("arn:") else f"{prefix}:{kind}/{name}"
+
+        common = {
+            "context": context,
+            "operator": self,
+            "region_name": parts[3],
+            "aws_partition": parts[1],
+        }
+        BatchJobDefinitionLink.persist(
+            **common, job_definition_arn=arn("job-definition", str(request["jobDefinition"]))
+        )
+        BatchJobQueueLink.persist(**common, job_queue_arn=arn("job-queue", str(request["jobQueue"])))
 
     def poll_until_complete(self, external_id: Any, context: Context) -> str:  # type: ignore[override]
         job_id = str(external_id)

@@ -111,6 +111,13 @@ def test_leader_array_aggregator_graph_is_submitted_at_once_and_succeeds(
         == f"file:///results/bf_graph/{dag_run.run_id}/"
     )
     assert xcom(dag_run, "watch_followers", "batch_fanout_job")["job_id"] == followers_job["jobId"]
+    # The Amazon provider's definition and queue links, though the task did not wait for the job
+    # (the task named the definition without a revision: the link names it the same way).
+    definition_link = xcom(dag_run, "followers", "batch_job_definition")["job_definition_arn"]
+    assert definition_link == followers_job["jobDefinition"].rsplit(":", 1)[0]
+    assert xcom(dag_run, "followers", "batch_job_queue")["job_queue_arn"] == followers_job["jobQueue"]
+    # A plain job has no child link: an empty value, not a missing one.
+    assert xcom(dag_run, "leader", "batch_fanout_child_job") == {}
 
 
 def test_array_size_from_upstream_output_renders_as_int(
