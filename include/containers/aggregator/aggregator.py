@@ -335,13 +335,14 @@ def render_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
             + "</tr>"
             for row in rows
         )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        # Wide tables scroll inside their own box instead of widening the page.
+        return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>batch-fanout report</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th{background:#eee}"
-        ".bad{color:#b00}</style></head><body>",
+        ".bad{color:#b00}.wide{overflow-x:auto;max-width:100%}img{max-width:100%}</style></head><body>",
         f"<h1>batch-fanout report</h1><p>Run: {html.escape(report['run'])}</p>",
     ]
     if summary["problems"]:
