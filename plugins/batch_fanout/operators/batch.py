@@ -267,6 +267,7 @@ class BatchFanoutOperator(ResumableJobMixin, BatchOperator):
             raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval}")
         self._size: int | None = None
         self._dependencies: list[dict[str, Any]] = []
+        self._kill_requested = False
 
     @property
     def fanout_hook(self) -> BatchFanoutClientHook:
@@ -328,6 +329,7 @@ class BatchFanoutOperator(ResumableJobMixin, BatchOperator):
         return self._finish(context, description, fail_fast_reason=fail_fast_reason)
 
     def on_kill(self) -> None:
+        self._kill_requested = True
         if not self.job_id:
             return
         self.fanout_hook.terminate(self.job_id, "Airflow task killed")
@@ -374,7 +376,13 @@ class BatchFanoutOperator(ResumableJobMixin, BatchOperator):
         except Exception as error:
             raise AirflowException(f"AWS Batch refused job {self.job_name!r}: {error}") from error
         job_id = response["jobId"]
+        # Known at once, so that a kill from here on terminates this job.
+        self.job_id = job_id
         self.log.info("AWS Batch job %s submitted", job_id)
+        if self._kill_requested:
+            # The kill came while SubmitJob was under way: the job it created must not run on.
+            self.fanout_hook.terminate(job_id, "Airflow task killed")
+            raise AirflowException(f"Airflow task killed while submitting; AWS Batch job {job_id} terminated")
         self._persist_definition_and_queue_links(context, request, response.get("jobArn", ""))
         # What the links need is in the request: no DescribeJobs call for it.
         self._set_job(context, job_id, {"jobId": job_id, "arrayProperties": request.get("arrayProperties")})

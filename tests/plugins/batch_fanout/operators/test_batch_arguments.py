@@ -205,3 +205,19 @@ def test_tolerated_failures_is_templated_and_rendered_as_int() -> None:
     operator.tolerated_failures = "many"
     with pytest.raises(ValueError, match="tolerated_failures must be a whole number, got 'many'"):
         operator._validate_rendered()
+
+
+def test_a_kill_while_submit_job_is_under_way_terminates_the_job_it_created() -> None:
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    operator = BatchFanoutOperator(**BASE, array_size=3, aws_conn_id=None, region_name="us-east-1")
+    operator._validate_rendered()
+    hook = operator.fanout_hook
+    # The worker is told to stop (SIGTERM runs on_kill) while the SubmitJob call is on the wire.
+    hook.batch.meta.events.register("before-parameter-build.batch.SubmitJob", lambda **_: operator.on_kill())
+    with Stubber(hook.batch) as stubber:
+        stubber.add_response("submit_job", {"jobId": "late", "jobName": "n"})
+        stubber.add_response("terminate_job", {}, {"jobId": "late", "reason": "Airflow task killed"})
+        with pytest.raises(AirflowException, match="killed while submitting; AWS Batch job late terminated"):
+            operator.submit_job(context(FakeTaskInstance()))
+        stubber.assert_no_pending_responses()
