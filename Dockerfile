@@ -6,15 +6,16 @@ FROM apache/airflow:3.3.2-python3.11
 COPY --chown=airflow:root requirements.txt /opt/batch-fanout/requirements.txt
 RUN ["pip", "install", "--no-cache-dir", "-r", "/opt/batch-fanout/requirements.txt"]
 
-# The provider package (plugins/batch_fanout) and the job helper package it ships with.
+# The provider package (plugins/batch_fanout) and the job helper package it ships with; what it
+# needs beyond the pins above (nothing, when they are current) comes with it.
 COPY --chown=airflow:root pyproject.toml README.md /opt/batch-fanout/
 COPY --chown=airflow:root plugins/batch_fanout /opt/batch-fanout/plugins/batch_fanout
 COPY --chown=airflow:root include/containers/shared /opt/batch-fanout/include/containers/shared
-RUN ["pip", "install", "--no-cache-dir", "--no-deps", "/opt/batch-fanout"]
+# The job definitions go into the package too (batch_fanout/_specs), where the registration task
+# finds them.
+COPY --chown=airflow:root include/specs /opt/batch-fanout/include/specs
+RUN ["pip", "install", "--no-cache-dir", "/opt/batch-fanout"]
 
-# DAGs, and the job definitions they register.
 COPY --chown=airflow:root dags /opt/airflow/dags
-COPY --chown=airflow:root include/specs /opt/airflow/include/specs
-ENV BATCH_FANOUT_SPECS_DIR=/opt/airflow/include/specs
 
 USER airflow

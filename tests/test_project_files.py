@@ -94,3 +94,43 @@ def test_airflow_lists_the_provider(airflow_db: Path) -> None:
     )
     packages = {provider["package_name"] for provider in json.loads(listing.stdout)}
     assert "airflow-provider-batch-fanout" in packages
+
+
+def test_what_the_deployment_image_copies_builds_the_provider_with_its_job_definitions(
+    tmp_path: Path,
+) -> None:
+    """No Docker engine here: replay the Dockerfile's COPYs into the provider's build folder, build the
+    wheel as its ``pip install`` does, and look inside."""
+    import shutil
+    import zipfile
+
+    instructions = dockerfile_instructions(REPO_ROOT / "Dockerfile")
+    build_root = "/opt/batch-fanout"
+    staged = tmp_path / "batch-fanout"
+    for keyword, arguments in instructions:
+        parts = [part for part in arguments.split() if not part.startswith("--")]
+        if keyword != "COPY" or not parts[-1].startswith(build_root):
+            continue
+        *sources, target = parts
+        destination = staged / target.removeprefix(build_root).strip("/")
+        for source in sources:
+            origin = REPO_ROOT / source
+            if origin.is_dir():
+                shutil.copytree(origin, destination, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                destination.mkdir(parents=True, exist_ok=True)
+                shutil.copy(origin, destination / origin.name)
+    built = subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel"],
+        cwd=staged,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (staged / "dist").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "batch_fanout/provider_info.py" in names
+    assert "batch_fanout_job/index.py" in names
+    for job_definition in (REPO_ROOT / "include" / "specs" / "job-definitions").glob("*.yaml"):
+        assert f"batch_fanout/_specs/job-definitions/{job_definition.name}" in names
