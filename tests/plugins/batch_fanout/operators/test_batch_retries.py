@@ -59,12 +59,8 @@ def test_retry_submits_only_the_failed_children_with_an_index_map(
     assert probe.runs() == {0: 1, 1: 2, 2: 1, 3: 2, 4: 1}
     out = capfd.readouterr().out
     assert "submitting only logical indices 1,3" in out
-    if deferrable:
-        # The project's trigger logs the same progress lines while the task is deferred.
-        trigger_lines = [
-            line for line in out.splitlines() if "[batch_fanout.triggers.batch.BatchFanoutTrigger]" in line
-        ]
-        assert any("Batch array job" in line and "5/5 done" in line for line in trigger_lines)
+    # Whether a try defers depends on whether its jobs are still running at its first look; the
+    # trigger's progress lines are checked where deferral is certain (the deferrable sensor test).
 
 
 def test_retry_of_one_failed_child_is_a_plain_job_on_its_index(
