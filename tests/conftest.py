@@ -322,7 +322,7 @@ def _capacity_held_until_submitted(
         type="container",
         containerProperties={
             "image": "local/batch-fanout/leader:latest",
-            "command": ["python", "-c", "import time; time.sleep(600)"],
+            "command": ["python", "-c", "import signal; signal.pause()"],  # runs until terminated
             "resourceRequirements": [
                 {"type": "VCPU", "value": str(vcpus)},
                 {"type": "MEMORY", "value": "64"},

@@ -78,8 +78,8 @@ def main(steps: list[str]) -> int:
                 print(line)
             sys.stdout.flush()
         elif name == "spin":
-            while True:
-                time.sleep(0.5)
+            while True:  # until a signal stops the process; pause returns after handled signals
+                signal.pause()
         else:
             print(f"unknown step {step!r}", file=sys.stderr)
             return 2
