@@ -304,16 +304,7 @@ class BatchFanoutOperator(ResumableJobMixin, BatchOperator):
             if state.is_terminal:
                 return self._finish(context, description)
             self.defer(
-                trigger=BatchFanoutTrigger(
-                    job_id=job_id,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
-                    poll_interval=self.poll_interval,
-                    tolerated_failures=self.tolerated_failures,
-                    fail_fast=self.fail_fast,
-                ),
+                trigger=BatchFanoutTrigger.for_task(self, job_id, poll_interval=self.poll_interval),
                 method_name="execute_complete",
                 timeout=self.execution_timeout,
             )

@@ -107,17 +107,9 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
         if state.is_terminal:
             return self._finish(context, description)
         self.defer(
-            trigger=BatchFanoutTrigger(
-                job_id=job_id,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
-                poll_interval=self.poke_interval,
-                tolerated_failures=self.tolerated_failures,
-                fail_fast=self.fail_fast,
-                # A sensor only watches: killing it leaves the job it watches running.
-                terminate_on_kill=False,
+            # A sensor only watches: killing it leaves the job it watches running.
+            trigger=BatchFanoutTrigger.for_task(
+                self, job_id, poll_interval=self.poke_interval, terminate_on_kill=False
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,

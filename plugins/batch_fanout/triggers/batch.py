@@ -65,6 +65,24 @@ class BatchFanoutTrigger(BaseTrigger):
         self.fail_fast = fail_fast
         self.terminate_on_kill = terminate_on_kill
 
+    @classmethod
+    def for_task(
+        cls, task: Any, job_id: str, *, poll_interval: float, terminate_on_kill: bool = True
+    ) -> BatchFanoutTrigger:
+        """The trigger that watches ``job_id`` for an operator or sensor of the project, with its
+        connection and failure settings."""
+        return cls(
+            job_id=job_id,
+            aws_conn_id=task.aws_conn_id,
+            region_name=task.region_name,
+            verify=task.verify,
+            botocore_config=task.botocore_config,
+            poll_interval=poll_interval,
+            tolerated_failures=task.tolerated_failures,
+            fail_fast=task.fail_fast,
+            terminate_on_kill=terminate_on_kill,
+        )
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
