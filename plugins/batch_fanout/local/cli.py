@@ -1,4 +1,4 @@
-"""``batch-fanout local start|stop|status|serve``: run the local AWS Batch endpoint."""
+"""``batch-fanout local start|stop|status|serve|env``: run the local AWS Batch endpoint."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,7 +18,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from batch_fanout.local import DEFAULT_DATA_DIR, DEFAULT_PORT
+from batch_fanout.local import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_REGION
+from batch_fanout.local.auth import (
+    CREDENTIALS_FILE,
+    CredentialsError,
+    LocalCredentials,
+    credentials_for_data_dir,
+    load_credentials,
+    recorded_credentials_file,
+    signed_headers,
+)
 from batch_fanout.local.engine import DEFAULT_KILL_GRACE_SECONDS, DEFAULT_MAX_LOG_BYTES
 
 STATE_FILE = "endpoint.json"
@@ -37,10 +47,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def fetch_status(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
-    """The endpoint's own status (``/_local/status``), or ``None`` when nothing answers at ``url``."""
+def fetch_status(url: str, credentials: LocalCredentials, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The endpoint's own status (``/_local/status``, signed like any call), or ``None`` when nothing
+    answers at ``url`` or it refuses the credentials."""
+    status_url = f"{url}/_local/status"
+    request = urllib.request.Request(
+        status_url, headers=signed_headers("GET", status_url, credentials=credentials, region=DEFAULT_REGION)
+    )
     try:
-        with urllib.request.urlopen(f"{url}/_local/status", timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = json.loads(response.read())
     except (OSError, ValueError, urllib.error.URLError):
         return None
@@ -55,7 +70,11 @@ def running_state(data_dir: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(state, dict) or not isinstance(state.get("pid"), int) or not _pid_alive(state["pid"]):
         return None
-    status = fetch_status(str(state.get("url")))
+    try:
+        credentials = load_credentials(recorded_credentials_file(data_dir) or data_dir / CREDENTIALS_FILE)
+    except CredentialsError:
+        return None
+    status = fetch_status(str(state.get("url")), credentials)
     if status is None or status.get("pid") != state["pid"]:
         return None
     state["counts"] = status.get("counts", {})
@@ -70,6 +89,7 @@ def serve_command(
     vcpus: int | None = None,
     kill_grace_seconds: float | None = None,
     max_log_bytes: int | None = None,
+    credentials_file: Path | None = None,
 ) -> list[str]:
     """The command line that runs the endpoint in the foreground."""
     command = [
@@ -90,6 +110,8 @@ def serve_command(
         command += ["--kill-grace-seconds", str(kill_grace_seconds)]
     if max_log_bytes is not None:
         command += ["--max-log-bytes", str(max_log_bytes)]
+    if credentials_file is not None:
+        command += ["--credentials-file", str(Path(credentials_file).resolve())]
     return command
 
 
@@ -101,6 +123,7 @@ def start_background(
     vcpus: int | None = None,
     kill_grace_seconds: float | None = None,
     max_log_bytes: int | None = None,
+    credentials_file: Path | None = None,
     timeout: float = START_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """Start the endpoint in the background (or find it running) and return its state once it answers.
@@ -120,6 +143,7 @@ def start_background(
         vcpus=vcpus,
         kill_grace_seconds=kill_grace_seconds,
         max_log_bytes=max_log_bytes,
+        credentials_file=credentials_file,
     )
     with open(log_path, "ab") as server_log:
         process = subprocess.Popen(
@@ -177,6 +201,7 @@ def _start(args: argparse.Namespace) -> int:
             vcpus=args.vcpus,
             kill_grace_seconds=args.kill_grace_seconds,
             max_log_bytes=args.max_log_bytes,
+            credentials_file=Path(args.credentials_file) if args.credentials_file else None,
         )
     except RuntimeError as error:
         print(str(error), file=sys.stderr)
@@ -221,7 +246,46 @@ def _serve(args: argparse.Namespace) -> int:
             args.kill_grace_seconds if args.kill_grace_seconds is not None else DEFAULT_KILL_GRACE_SECONDS
         ),
         max_log_bytes=args.max_log_bytes if args.max_log_bytes is not None else DEFAULT_MAX_LOG_BYTES,
+        credentials_file=Path(args.credentials_file).resolve() if args.credentials_file else None,
     )
+
+
+def endpoint_environment(data_dir: Path, port: int = DEFAULT_PORT) -> dict[str, str]:
+    """The environment that points the AWS CLI and boto3 at the endpoint of ``data_dir``.
+
+    The URL is the running endpoint's, or else the one it will have on ``port``; the credentials are
+    the ones it verifies with (created in the data directory when it has none yet).
+
+    :param data_dir: the endpoint's data directory
+    :param port: the port assumed when the endpoint is not running
+    """
+    data_dir = data_dir.resolve()
+    state = running_state(data_dir)
+    credentials = credentials_for_data_dir(data_dir)
+    return {
+        "AWS_ACCESS_KEY_ID": credentials.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key,
+        "AWS_DEFAULT_REGION": DEFAULT_REGION,
+        "AWS_ENDPOINT_URL": str(state["url"]) if state else f"http://{DEFAULT_HOST}:{port}",
+    }
+
+
+def _env(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    try:
+        environment = endpoint_environment(data_dir, args.port)
+    except CredentialsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if running_state(data_dir) is None:
+        print(
+            f"# the local AWS Batch endpoint is not running (data directory {data_dir}); "
+            "start it with: batch-fanout local start",
+            file=sys.stderr,
+        )
+    for name, value in environment.items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
 
 
 def _common(parser: argparse.ArgumentParser, with_port: bool) -> None:
@@ -248,10 +312,17 @@ def _common(parser: argparse.ArgumentParser, with_port: bool) -> None:
             type=int,
             help=f"size at which a log stream is cut (default: {DEFAULT_MAX_LOG_BYTES})",
         )
+        parser.add_argument(
+            "--credentials-file",
+            help=(
+                "JSON file with aws_access_key_id and aws_secret_access_key that requests must be signed "
+                f"with (default: {CREDENTIALS_FILE} in the data directory, created on first start)"
+            ),
+        )
 
 
 def add_parser(subparsers: Any) -> None:
-    """Add ``local`` with ``start``, ``stop``, ``status`` and ``serve`` to the ``batch-fanout`` command."""
+    """Add ``local`` with ``start``, ``stop``, ``status``, ``serve`` and ``env`` to ``batch-fanout``."""
     local = subparsers.add_parser("local", help="run the local AWS Batch endpoint")
     commands = local.add_subparsers(dest="local_command", metavar="ACTION")
     for name, function, helptext, with_port in (
@@ -263,6 +334,18 @@ def add_parser(subparsers: Any) -> None:
         parser = commands.add_parser(name, help=helptext)
         _common(parser, with_port)
         parser.set_defaults(func=function)
+    env = commands.add_parser(
+        "env",
+        help='print the export lines for the AWS CLI and boto3: eval "$(batch-fanout local env)"',
+    )
+    _common(env, with_port=False)
+    env.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port of the URL when the endpoint is not running (default: {DEFAULT_PORT})",
+    )
+    env.set_defaults(func=_env)
     local.set_defaults(func=lambda args: (local.print_help(sys.stderr), 2)[1])
 
 

@@ -6,14 +6,21 @@ import fcntl
 import json
 import logging
 import os
-import re
 import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from batch_fanout.local import DEFAULT_HOST, DEFAULT_REGION
+from batch_fanout.local import DEFAULT_HOST
+from batch_fanout.local.auth import (
+    CREDENTIALS_FILE,
+    LocalCredentials,
+    check_request_origin,
+    ensure_credentials,
+    load_credentials,
+    verify_signature,
+)
 from batch_fanout.local.batch_api import MAX_SUBMIT_BYTES, BatchApi
 from batch_fanout.local.engine import DEFAULT_KILL_GRACE_SECONDS, DEFAULT_MAX_LOG_BYTES, Engine
 from batch_fanout.local.errors import ApiError
@@ -26,7 +33,7 @@ MAX_BODY_BYTES = 1024 * 1024
 STATE_FILE = "endpoint.json"
 PID_FILE = "endpoint.pid"
 STATUS_PATH = "/_local/status"
-REGION_PATTERN = re.compile(r"Credential=[^/]*/[0-9]{8}/([a-z0-9-]+)/")
+LOCAL_PREFIX = "/_local/"
 
 
 class EndpointServer(ThreadingHTTPServer):
@@ -34,11 +41,13 @@ class EndpointServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, port: int, engine: Engine) -> None:
+    def __init__(self, port: int, engine: Engine, credentials: LocalCredentials) -> None:
         self.engine = engine
+        self.credentials = credentials
         self.batch = BatchApi(engine)
         self.logs = LogsApi(engine)
         super().__init__((DEFAULT_HOST, port), RequestHandler)
+        self.port = int(self.server_address[1])
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -50,6 +59,8 @@ class RequestHandler(BaseHTTPRequestHandler):
     # delayed ACK.
     disable_nagle_algorithm = True
     server_version = "batch-fanout-local"
+    # The region the verified signature names: the endpoint answers every region as that region.
+    _signed_region = ""
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -66,9 +77,16 @@ class RequestHandler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self._dispatch()
 
-    def _region(self) -> str:
-        match = REGION_PATTERN.search(self.headers.get("Authorization", ""))
-        return match.group(1) if match else DEFAULT_REGION
+    def do_OPTIONS(self) -> None:
+        # A CORS preflight: refused like any browser request, with no Access-Control-* grant.
+        json_protocol = self.headers.get("X-Amz-Target") is not None
+        self.close_connection = True
+        try:
+            check_request_origin(self.headers.items(), self.server.port)
+            error = ApiError("AccessDeniedException", "OPTIONS is not answered: no cross-origin access", 403)
+        except ApiError as refused:
+            error = refused
+        self._send_error(error, json_protocol)
 
     def _read_body(self) -> bytes:
         length_header = self.headers.get("Content-Length")
@@ -95,8 +113,28 @@ class RequestHandler(BaseHTTPRequestHandler):
         target = self.headers.get("X-Amz-Target")
         json_protocol = target is not None
         try:
+            try:
+                check_request_origin(self.headers.items(), self.server.port)
+            except ApiError:
+                # The body was not read: the connection cannot carry another request.
+                self.close_connection = True
+                raise
             body = self._read_body()
-            if self.path == STATUS_PATH and self.command == "GET":
+            # /_local/* is signed as Batch: nothing is readable without the endpoint's credentials.
+            service = "logs" if json_protocol else "batch"
+            self._signed_region = verify_signature(
+                self.command,
+                self.path,
+                self.headers.items(),
+                body,
+                credentials=self.server.credentials,
+                service=service,
+            )
+            if self.path.startswith(LOCAL_PREFIX):
+                if self.path != STATUS_PATH or self.command != "GET":
+                    raise ApiError(
+                        "UnknownOperationException", f"Unknown operation: {self.command} {self.path}", 404
+                    )
                 self._send(200, self._status())
                 return
             if json_protocol:
@@ -143,7 +181,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         params = self._decode(body, "ClientException") if self.command in ("POST", "PUT") else {}
         params.update(uri_params)
         validate_input("batch", operation, params, "ClientException")
-        return handler(params, self._region())
+        return handler(params, self._signed_region)
 
     def _logs(self, target: str, body: bytes) -> dict[str, Any]:
         operation = logs_operation(target)
@@ -154,7 +192,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise ApiError("InvalidOperationException", f"{operation} is not supported by the local endpoint")
         params = self._decode(body, "SerializationException")
         validate_input("logs", operation, params, "InvalidParameterException")
-        return handler(params, self._region())
+        return handler(params, self._signed_region)
 
     def _status(self) -> dict[str, Any]:
         return {"counts": self.server.engine.counts(), "pid": os.getpid()}
@@ -192,10 +230,12 @@ def serve(
     vcpus: int | None = None,
     kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS,
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
+    credentials_file: Path | None = None,
 ) -> int:
     """Run the endpoint in the foreground until SIGTERM or SIGINT; then stop gracefully.
 
-    Writes ``endpoint.json`` (URL, port, pid) and ``endpoint.pid`` in ``data_dir`` once it answers.
+    Writes ``endpoint.json`` (URL, port, pid, the credentials file's path) and ``endpoint.pid`` in
+    ``data_dir`` once it answers.
 
     :param data_dir: the data directory
     :param port: the TCP port on 127.0.0.1 (0 picks a free one)
@@ -203,6 +243,8 @@ def serve(
     :param vcpus: the default compute environment's vCPUs
     :param kill_grace_seconds: time between SIGTERM and SIGKILL when an attempt is stopped
     :param max_log_bytes: the size at which a log stream is cut
+    :param credentials_file: the credentials to verify signatures with (default: the data directory's
+        own, created on first start)
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     lock_file = open(data_dir / "endpoint.lock", "w")  # noqa: SIM115 - held for the server's lifetime
@@ -211,9 +253,14 @@ def serve(
     except OSError:
         log.error("another local endpoint is running with the data directory %s", data_dir)
         return 1
+    try:
+        credentials = load_credentials(credentials_file) if credentials_file else ensure_credentials(data_dir)
+    except ValueError as error:
+        log.error("%s", error)
+        return 1
     engine = Engine(data_dir, containers_dir, vcpus, kill_grace_seconds, max_log_bytes)
-    server = EndpointServer(port, engine)
-    actual_port = server.server_address[1]
+    server = EndpointServer(port, engine, credentials)
+    actual_port = server.port
     url = f"http://{DEFAULT_HOST}:{actual_port}"
     stop_requested = threading.Event()
 
@@ -224,12 +271,25 @@ def serve(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     engine.start()
-    state = {"url": url, "port": actual_port, "pid": os.getpid()}
+    # The path of the secret, never the secret: `batch-fanout local env` reads it from there.
+    state = {
+        "url": url,
+        "port": actual_port,
+        "pid": os.getpid(),
+        "credentials_file": str(
+            credentials_file.resolve() if credentials_file else data_dir / CREDENTIALS_FILE
+        ),
+    }
     temporary = data_dir / f".{STATE_FILE}.{os.getpid()}"
     temporary.write_text(json.dumps(state))
     os.replace(temporary, data_dir / STATE_FILE)
     (data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
-    log.info("local AWS Batch endpoint listening on %s (data directory %s)", url, data_dir)
+    log.info(
+        "local AWS Batch endpoint listening on %s (data directory %s, access key %s)",
+        url,
+        data_dir,
+        credentials.access_key_id,
+    )
     print(url, flush=True)
     try:
         server.serve_forever(poll_interval=0.5)

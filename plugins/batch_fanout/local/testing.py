@@ -1,4 +1,7 @@
-"""Run a real local endpoint for the duration of a test (in a subprocess) and get boto3 clients for it."""
+"""Run a real local endpoint for the duration of a test (in a subprocess) and get boto3 clients for it.
+
+The clients are signed with the endpoint's own credentials, as every request must be.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batch_fanout.local import DEFAULT_REGION
+from batch_fanout.local.auth import LocalCredentials, credentials_for_data_dir
 from batch_fanout.local.cli import SERVER_LOG, fetch_status, running_state, serve_command
 
 START_TIMEOUT_SECONDS = 60.0
@@ -20,27 +25,54 @@ STOP_TIMEOUT_SECONDS = 30.0
 
 @dataclass
 class EndpointHandle:
-    """A running endpoint: its URL, port, data directory and process."""
+    """A running endpoint: its URL, port, data directory, process and the credentials it verifies with."""
 
     url: str
     port: int
     data_dir: Path
     process: subprocess.Popen[bytes] = field(repr=False)
+    credentials: LocalCredentials = field(repr=False)
 
-    def client(self, service: str) -> Any:
-        """A boto3 client of ``service`` (``batch`` or ``logs``) for this endpoint, with dummy credentials."""
+    def client(self, service: str, region: str = DEFAULT_REGION) -> Any:
+        """A boto3 client of ``service`` (``batch`` or ``logs``) for this endpoint, signed with its credentials."""
         import boto3
         from botocore.config import Config
 
         client: Any = boto3.client(
             service,  # type: ignore[call-overload]
             endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            region_name=region,
+            aws_access_key_id=self.credentials.access_key_id,
+            aws_secret_access_key=self.credentials.secret_access_key,
             config=Config(retries={"max_attempts": 2, "mode": "standard"}),
         )
         return client
+
+    def env(self) -> dict[str, str]:
+        """The variables of ``batch-fanout local env`` for this endpoint (credentials, region, URL)."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.credentials.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.secret_access_key,
+            "AWS_DEFAULT_REGION": DEFAULT_REGION,
+            "AWS_ENDPOINT_URL": self.url,
+        }
+
+    def connection(self, region: str = DEFAULT_REGION, **extra: Any) -> dict[str, Any]:
+        """An Airflow ``aws`` connection for this endpoint (for ``AIRFLOW_CONN_<ID>`` as JSON).
+
+        :param region: the connection's ``region_name``
+        :param extra: more of the connection's extras
+        """
+        return {
+            "conn_type": "aws",
+            "login": self.credentials.access_key_id,
+            "password": self.credentials.secret_access_key,
+            "extra": {"region_name": region, "endpoint_url": self.url, **extra},
+        }
+
+    def status(self) -> dict[str, Any] | None:
+        """The endpoint's ``/_local/status`` (job counts, pid), or ``None`` when it does not answer."""
+        return fetch_status(self.url, self.credentials)
 
     def kill(self) -> None:
         """``kill -9`` the endpoint (to test recovery)."""
@@ -66,6 +98,7 @@ def start_endpoint(
     *,
     kill_grace_seconds: float | None = None,
     max_log_bytes: int | None = None,
+    credentials_file: Path | None = None,
 ) -> EndpointHandle:
     """Start ``batch-fanout local serve`` as a child process and return once it answers."""
     data_dir = Path(data_dir).resolve()
@@ -78,6 +111,7 @@ def start_endpoint(
         vcpus=vcpus,
         kill_grace_seconds=kill_grace_seconds,
         max_log_bytes=max_log_bytes,
+        credentials_file=credentials_file,
     )
     with open(log_path, "ab") as server_log:
         process = subprocess.Popen(
@@ -87,7 +121,9 @@ def start_endpoint(
     while time.monotonic() < deadline and process.poll() is None:
         state = running_state(data_dir)
         if state is not None and state["pid"] == process.pid:
-            return EndpointHandle(state["url"], int(state["port"]), data_dir, process)
+            return EndpointHandle(
+                state["url"], int(state["port"]), data_dir, process, credentials_for_data_dir(data_dir)
+            )
         time.sleep(0.02)  # waiting for another process to bind its port; it has no other signal
     if process.poll() is None:
         process.kill()
@@ -105,6 +141,7 @@ def running_endpoint(
     *,
     kill_grace_seconds: float | None = None,
     max_log_bytes: int | None = None,
+    credentials_file: Path | None = None,
 ) -> Iterator[EndpointHandle]:
     """A running local endpoint, stopped gracefully on exit.
 
@@ -114,6 +151,7 @@ def running_endpoint(
     :param vcpus: the default compute environment's vCPUs (default: the CPU count)
     :param kill_grace_seconds: time from SIGTERM to SIGKILL when a job is stopped (default: AWS's 30 s)
     :param max_log_bytes: the size at which a log stream is cut
+    :param credentials_file: explicit credentials (default: created in the data directory)
     """
     handle = start_endpoint(
         data_dir,
@@ -122,6 +160,7 @@ def running_endpoint(
         vcpus,
         kill_grace_seconds=kill_grace_seconds,
         max_log_bytes=max_log_bytes,
+        credentials_file=credentials_file,
     )
     try:
         yield handle
