@@ -12,12 +12,16 @@ export BATCH_FANOUT_HOME := $(PROJECT_DIR)
 export AIRFLOW_HOME := $(PROJECT_DIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(PROJECT_DIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
+# Loopback only, as in local-env.sh (which says why).
+export AIRFLOW__API__HOST := 127.0.0.1
+export AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST := 127.0.0.1
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help setup system-packages demo test lint bench airflow-db clean
+.PHONY: help setup system-packages demo airflow test lint bench airflow-db clean
 
 help:
 	@echo "make demo   run the whole pipeline on the local AWS Batch endpoint and print the report path"
+	@echo "make airflow  the Airflow UI and scheduler on http://127.0.0.1:8080 (loopback only)"
 	@echo "make test   lint and run the test suite"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  run the benchmarks and print their figures"
@@ -58,13 +62,27 @@ $(AIRFLOW_DB): $(INSTALLED)
 	@# The same settings as the environment above, kept in airflow.cfg for shells that only set
 	@# AIRFLOW_HOME.
 	@sed -i -e 's|^dags_folder = .*|dags_folder = $(PROJECT_DIR)/dags|' \
-		-e 's|^load_examples = .*|load_examples = False|' $(AIRFLOW_HOME)/airflow.cfg
+		-e 's|^load_examples = .*|load_examples = False|' \
+		-e 's|^host = 0.0.0.0$$|host = 127.0.0.1|' \
+		-e 's|^scheduler_health_check_server_host = .*|scheduler_health_check_server_host = 127.0.0.1|' \
+		$(AIRFLOW_HOME)/airflow.cfg
 	@touch $@
 
 airflow-db: $(AIRFLOW_DB)
 
 demo: setup $(AIRFLOW_DB)
 	batch-fanout demo
+
+# What `airflow standalone` runs, less the log servers (Airflow binds them to every interface; on one
+# machine the UI reads task logs from files): nothing listens beyond 127.0.0.1. Ctrl-C stops them all.
+airflow: setup $(AIRFLOW_DB)
+	batch-fanout local start
+	batch-fanout settings load airflow_settings.yaml
+	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
+	airflow scheduler --skip-serve-logs & \
+	airflow dag-processor & \
+	airflow triggerer --skip-serve-logs & \
+	airflow api-server
 
 lint: $(INSTALLED)
 	ruff check .

@@ -485,14 +485,7 @@ def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
     results: dict[str, list[RunFigures]] = {mode: [] for mode in args.modes}
     ok = True
     with running_endpoint(work / "local-batch") as endpoint:
-        os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "local",
-                "password": "local",
-                "extra": {"region_name": "us-east-1", "endpoint_url": endpoint.url},
-            }
-        )
+        os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(endpoint.connection())
         batch = endpoint.client("batch")
         environment = batch.describe_compute_environments(computeEnvironments=[COMPUTE_ENVIRONMENT])
         vcpus = int(environment["computeEnvironments"][0]["computeResources"]["maxvCpus"])

@@ -70,14 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from batch_fanout.local.testing import running_endpoint
 
     with running_endpoint(work / "data", containers_dir=work / "containers", vcpus=args.vcpus) as endpoint:
-        os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"region_name": "us-east-1", "endpoint_url": endpoint.url},
-            }
-        )
+        os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(endpoint.connection())
         return run(endpoint, args.size, args.poll_interval, args.child_seconds)
 
 

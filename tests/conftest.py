@@ -100,22 +100,16 @@ def logs_client(batch_endpoint: Any) -> Any:
     return batch_endpoint.client("logs")
 
 
-def connection_uri_env(endpoint_url: str) -> str:
-    """The Airflow connection ``batch_fanout_aws`` as an environment value, pointing at an endpoint."""
-    return json.dumps(
-        {
-            "conn_type": "aws",
-            "login": "testing",
-            "password": "testing",
-            "extra": {"region_name": "us-east-1", "endpoint_url": endpoint_url},
-        }
-    )
+def connection_uri_env(endpoint: Any) -> str:
+    """The Airflow connection ``batch_fanout_aws`` as an environment value, pointing at an endpoint
+    (an ``EndpointHandle``) and signing with its credentials."""
+    return json.dumps(endpoint.connection())
 
 
 @pytest.fixture
 def aws_connection(batch_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     """The Airflow connection ``batch_fanout_aws`` pointing at the session's local endpoint."""
-    monkeypatch.setenv(f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}", connection_uri_env(batch_endpoint.url))
+    monkeypatch.setenv(f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}", connection_uri_env(batch_endpoint))
     return AWS_CONN_ID
 
 

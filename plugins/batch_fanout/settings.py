@@ -7,7 +7,10 @@ changes nothing the second time.
 
 ``${NAME}`` in a string value is replaced by the environment variable ``NAME``; an undefined name is
 an error, so that no half-expanded value reaches Airflow. ``BATCH_FANOUT_HOME`` defaults to the folder
-of the settings file.
+of the settings file. ``BATCH_FANOUT_LOCAL_ACCESS_KEY_ID`` and ``BATCH_FANOUT_LOCAL_SECRET_ACCESS_KEY``
+default to the credentials of the local endpoint whose data directory is ``.local-batch`` beside the
+file (created there when it has none yet), so the connection in the database signs as the endpoint
+expects, also for runs triggered from the UI.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,8 @@ import yaml
 DEFAULT_SETTINGS_FILE = "airflow_settings.yaml"
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+LOCAL_ACCESS_KEY_VARIABLE = "BATCH_FANOUT_LOCAL_ACCESS_KEY_ID"
+LOCAL_SECRET_VARIABLE = "BATCH_FANOUT_LOCAL_SECRET_ACCESS_KEY"
 
 
 class SettingsError(ValueError):
@@ -246,13 +251,54 @@ def parse_settings(text: str, source: str, environ: Mapping[str, str] | None = N
     )
 
 
+class _LocalCredentialsEnviron(Mapping[str, str]):
+    """An environment in which the local endpoint's credentials are defaults, read only when a file
+    names them: a file that does not use them never creates a credentials file."""
+
+    def __init__(self, environ: Mapping[str, str], data_dir: Path) -> None:
+        self._environ = environ
+        self._data_dir = data_dir
+
+    def _credentials(self) -> dict[str, str]:
+        from batch_fanout.local.auth import CredentialsError, credentials_for_data_dir
+
+        try:
+            credentials = credentials_for_data_dir(self._data_dir)
+        except CredentialsError as error:
+            raise SettingsError(f"the local endpoint's credentials: {error}") from None
+        return {
+            LOCAL_ACCESS_KEY_VARIABLE: credentials.access_key_id,
+            LOCAL_SECRET_VARIABLE: credentials.secret_access_key,
+        }
+
+    def __getitem__(self, name: str) -> str:
+        if name in self._environ:
+            return self._environ[name]
+        if name in (LOCAL_ACCESS_KEY_VARIABLE, LOCAL_SECRET_VARIABLE):
+            return self._credentials()[name]
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._environ or name in (LOCAL_ACCESS_KEY_VARIABLE, LOCAL_SECRET_VARIABLE)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)
+
+
 def load_settings_file(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Read and check a settings file. ``${BATCH_FANOUT_HOME}`` defaults to the file's folder (the
-    project), so the project's own file loads from anywhere without setting it."""
-    environ = {
+    project), so the project's own file loads from anywhere without setting it; the local endpoint's
+    credentials default to those of ``${BATCH_FANOUT_HOME}/.local-batch``."""
+    from batch_fanout.local import DEFAULT_DATA_DIR
+
+    merged = {
         "BATCH_FANOUT_HOME": str(path.resolve().parent),
         **(os.environ if environ is None else environ),
     }
+    environ = _LocalCredentialsEnviron(merged, Path(merged["BATCH_FANOUT_HOME"]) / DEFAULT_DATA_DIR)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:

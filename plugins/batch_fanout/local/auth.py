@@ -364,10 +364,12 @@ def signed_headers(
     region: str,
     service: str = "batch",
     body: bytes = b"",
+    headers: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """The headers (``Authorization``, ``X-Amz-Date``) that sign a request, made by botocore's signer.
+    """``headers`` with the ones that sign the request (``Authorization``, ``X-Amz-Date``) added, made
+    by botocore's signer.
 
-    For the endpoint's own ``/_local/*`` routes, which no SDK calls.
+    For the endpoint's own ``/_local/*`` routes, which no SDK calls, and for tests that send raw HTTP.
 
     :param method: the HTTP method
     :param url: the full URL
@@ -375,7 +377,8 @@ def signed_headers(
     :param region: the region of the scope
     :param service: the signing name of the scope
     :param body: the request body
+    :param headers: the request's other headers, signed too
     """
-    request = botocore.awsrequest.AWSRequest(method=method, url=url, data=body)
+    request = botocore.awsrequest.AWSRequest(method=method, url=url, data=body, headers=headers or {})
     botocore.auth.SigV4Auth(credentials.botocore(), service, region).add_auth(request)
     return {name: str(value) for name, value in request.headers.items()}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_fanout.local import DEFAULT_REGION
-from batch_fanout.local.auth import LocalCredentials, credentials_for_data_dir
+from batch_fanout.local.auth import LocalCredentials, credentials_for_data_dir, signed_headers
 from batch_fanout.local.cli import SERVER_LOG, fetch_status, running_state, serve_command
 
 START_TIMEOUT_SECONDS = 60.0
@@ -69,6 +69,36 @@ class EndpointHandle:
             "password": self.credentials.secret_access_key,
             "extra": {"region_name": region, "endpoint_url": self.url, **extra},
         }
+
+    def signed_headers(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        region: str = DEFAULT_REGION,
+    ) -> dict[str, str]:
+        """``headers`` plus a valid SigV4 signature of the request, for tests that send raw HTTP.
+
+        The service of the scope is ``logs`` when ``headers`` name an ``X-Amz-Target``, else ``batch``.
+
+        :param method: the HTTP method
+        :param path: the path and query string, as sent
+        :param body: the body, as sent
+        :param headers: the other headers, as sent (signed too)
+        :param region: the region of the scope
+        """
+        headers = dict(headers or {})
+        service = "logs" if any(name.lower() == "x-amz-target" for name in headers) else "batch"
+        return signed_headers(
+            method,
+            f"{self.url}{path}",
+            credentials=self.credentials,
+            region=region,
+            service=service,
+            body=body,
+            headers=headers,
+        )
 
     def status(self) -> dict[str, Any] | None:
         """The endpoint's ``/_local/status`` (job counts, pid), or ``None`` when it does not answer."""

@@ -106,6 +106,9 @@ def test_the_projects_settings_file_puts_results_in_the_project_by_default(
     from batch_fanout.settings import load_settings_file
 
     monkeypatch.delenv("BATCH_FANOUT_HOME", raising=False)
+    # Given, so that the test creates no credentials in the checkout's own .local-batch.
+    monkeypatch.setenv("BATCH_FANOUT_LOCAL_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+    monkeypatch.setenv("BATCH_FANOUT_LOCAL_SECRET_ACCESS_KEY", "example-secret-example-secret")
     settings = load_settings_file(REPO_ROOT / "airflow_settings.yaml")
     results = {v.key: v.value for v in settings.variables}["batch_fanout_results_uri"]
     assert results == (REPO_ROOT / ".results").as_uri()
@@ -115,12 +118,61 @@ def test_the_projects_settings_file_is_valid() -> None:
     settings = parse_settings(
         (REPO_ROOT / "airflow_settings.yaml").read_text(),
         "airflow_settings.yaml",
-        {"BATCH_FANOUT_HOME": "/p"},
+        {
+            "BATCH_FANOUT_HOME": "/p",
+            "BATCH_FANOUT_LOCAL_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE00",
+            "BATCH_FANOUT_LOCAL_SECRET_ACCESS_KEY": "example-secret-example-secret",
+        },
     )
     assert [c.conn_id for c in settings.connections] == ["batch_fanout_aws"]
+    connection = settings.connections[0]
+    assert (connection.login, connection.password) == (
+        "AKIAEXAMPLEEXAMPLE00",
+        "example-secret-example-secret",
+    )
     assert settings.connections[0].extra["endpoint_url"].startswith("http://127.0.0.1:")
     assert {v.key: v.value for v in settings.variables}["batch_fanout_results_uri"] == "file:///p/.results"
     assert [p.name for p in settings.pools] == ["batch_submissions"]
+
+
+def test_the_connection_gets_the_local_endpoints_credentials_from_its_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import stat
+
+    from batch_fanout.local.auth import load_credentials
+    from batch_fanout.settings import load_settings_file
+
+    for name in (
+        "BATCH_FANOUT_HOME",
+        "BATCH_FANOUT_LOCAL_ACCESS_KEY_ID",
+        "BATCH_FANOUT_LOCAL_SECRET_ACCESS_KEY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings_file = tmp_path / "airflow_settings.yaml"
+    settings_file.write_text((REPO_ROOT / "airflow_settings.yaml").read_text())
+
+    first = load_settings_file(settings_file).connections[0]
+    credentials_file = tmp_path / ".local-batch" / "credentials.json"
+    assert stat.S_IMODE(os.stat(credentials_file).st_mode) == 0o600
+    created = load_credentials(credentials_file)
+    assert (first.login, first.password) == (created.access_key_id, created.secret_access_key)
+    assert first.login.startswith("AKIA") and len(first.password) >= 40
+    # A second load (or the endpoint's first start) reuses them.
+    assert load_settings_file(settings_file).connections[0] == first
+
+    # An endpoint started with --credentials-file records its path; the connection follows it.
+    explicit = tmp_path / "team.json"
+    explicit.write_text(
+        '{"aws_access_key_id": "AKIATEAMTEAMTEAM0001", "aws_secret_access_key": "team-secret-0123456789"}'
+    )
+    (tmp_path / ".local-batch" / "endpoint.json").write_text(json.dumps({"credentials_file": str(explicit)}))
+    assert load_settings_file(settings_file).connections[0].login == "AKIATEAMTEAMTEAM0001"
+
+    explicit.write_text('{"aws_access_key_id": "short", "aws_secret_access_key": "team-secret-0123456789"}')
+    with pytest.raises(SettingsError, match=r"team\.json: aws_access_key_id must be"):
+        load_settings_file(settings_file)
 
 
 @pytest.mark.parametrize(

@@ -67,8 +67,8 @@ def test_aws_cli_submits_describes_lists_and_reads_logs(
 ) -> None:
     environment = {
         **os.environ,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ACCESS_KEY_ID": endpoint.credentials.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": endpoint.credentials.secret_access_key,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_PAGER": "",
     }

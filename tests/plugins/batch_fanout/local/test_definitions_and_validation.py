@@ -216,7 +216,9 @@ def test_wrong_types_and_unknown_members_are_client_errors(endpoint: EndpointHan
     def post(
         path: str, body: bytes, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
-        request = urllib.request.Request(endpoint.url + path, data=body, method="POST", headers=headers or {})
+        # Signed, so that what is checked is the request's content, not its authentication.
+        signed = endpoint.signed_headers("POST", path, body, headers)
+        request = urllib.request.Request(endpoint.url + path, data=body, method="POST", headers=signed)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, dict(response.headers), json.loads(response.read())

@@ -52,14 +52,7 @@ def probe_batch(probe_endpoint: Any) -> Any:
 @pytest.fixture
 def probe_connection(probe_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     """The Airflow connection ``batch_fanout_aws`` pointing at the provider tests' endpoint."""
-    value = json.dumps(
-        {
-            "conn_type": "aws",
-            "login": "testing",
-            "password": "testing",
-            "extra": {"region_name": "us-east-1", "endpoint_url": probe_endpoint.url},
-        }
-    )
+    value = json.dumps(probe_endpoint.connection())
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", value)
     return CONN_ID
 
