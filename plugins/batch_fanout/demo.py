@@ -1,6 +1,8 @@
 """``batch-fanout demo``: run the main pipeline on the local AWS Batch endpoint and print its report.
 
-It starts the local endpoint (or finds it running), loads ``airflow_settings.yaml`` into Airflow,
+It starts the local endpoint (or finds it running), loads ``airflow_settings.yaml`` into Airflow (the
+connection ``batch_fanout_aws`` gets the endpoint's credentials from its data directory, so runs
+triggered later from the UI sign as the endpoint requires),
 runs ``airflow dags test batch_fanout`` with the DAG's default parameters, and ends with the path of
 the report it wrote. ``make demo`` runs it after setting up the virtual environment and the Airflow
 metadata database.
@@ -125,7 +127,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print("summary:")
     for line in _summary_lines(report.with_name("report.json")):
         print(line)
-    print("open the Airflow UI on the same runs: source local-env.sh && airflow standalone")
+    print('the AWS CLI and boto3 on the same endpoint: eval "$(batch-fanout local env)"')
+    print("open the Airflow UI on the same runs (on 127.0.0.1:8080 only): make airflow")
     print(report)
     return 0
 

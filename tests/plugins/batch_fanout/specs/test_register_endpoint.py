@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -130,11 +131,13 @@ def test_an_invalid_spec_registers_nothing(
     assert all(revisions_of(name) == [] for name in names_in(unique_specs_dir))
 
 
-def batch_fanout(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def batch_fanout(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the installed console script as a user would."""
     script = Path(sys.executable).with_name("batch-fanout")
     return subprocess.run(
-        [str(script), *args], capture_output=True, text=True, timeout=60, check=False, cwd=cwd
+        [str(script), *args], capture_output=True, text=True, timeout=60, check=False, cwd=cwd, env=env
     )
 
 
@@ -151,25 +154,31 @@ def test_cli_register_dry_run_and_json(
     ]
     images = ["--image-registry", "local", "--image-tag", "latest"]
     names = names_in(unique_specs_dir)
+    # The endpoint's credentials, as `eval "$(batch-fanout local env)"` gives them to a user's shell.
+    env = {**os.environ, **batch_endpoint.env()}
 
-    dry = batch_fanout("specs", "register", "--dry-run", *common, *images, cwd=unique_specs_dir.parent)
+    dry = batch_fanout(
+        "specs", "register", "--dry-run", *common, *images, cwd=unique_specs_dir.parent, env=env
+    )
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.count("would register  batch-fanout-") == len(JOB_DEFINITION_NAMES)
     assert dry.stdout.rstrip().endswith("dry run: nothing was registered")
     assert all(revisions_of(name) == [] for name in names)
 
-    registered = batch_fanout("specs", "register", "--json", *common, *images, cwd=unique_specs_dir.parent)
+    registered = batch_fanout(
+        "specs", "register", "--json", *common, *images, cwd=unique_specs_dir.parent, env=env
+    )
     assert registered.returncode == 0, registered.stderr
     assert json.loads(registered.stdout) == {name: f"{name}:1" for name in names}
 
-    again = batch_fanout("specs", "register", *common, *images, cwd=unique_specs_dir.parent)
+    again = batch_fanout("specs", "register", *common, *images, cwd=unique_specs_dir.parent, env=env)
     assert again.returncode == 0, again.stderr
     assert sorted(again.stdout.split()) == sorted(
         ["unchanged"] * len(JOB_DEFINITION_NAMES) + [f"{name}:1" for name in names]
     )
 
     missing_tag = batch_fanout(
-        "specs", "register", *common, "--image-registry", "local", cwd=unique_specs_dir.parent
+        "specs", "register", *common, "--image-registry", "local", cwd=unique_specs_dir.parent, env=env
     )
     assert missing_tag.returncode == 1
     assert (
