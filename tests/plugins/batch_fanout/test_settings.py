@@ -158,7 +158,7 @@ def test_the_connection_gets_the_local_endpoints_credentials_from_its_data_direc
     assert stat.S_IMODE(os.stat(credentials_file).st_mode) == 0o600
     created = load_credentials(credentials_file)
     assert (first.login, first.password) == (created.access_key_id, created.secret_access_key)
-    assert first.login.startswith("AKIA") and len(first.password) >= 40
+    assert created.access_key_id.startswith("AKIA") and len(created.secret_access_key) >= 40
     # A second load (or the endpoint's first start) reuses them.
     assert load_settings_file(settings_file).connections[0] == first
 
