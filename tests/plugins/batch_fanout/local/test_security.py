@@ -449,3 +449,51 @@ def socket_port() -> Iterator[int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         yield int(probe.getsockname()[1])
+
+
+def test_a_connection_with_a_wrong_secret_fails_at_once_with_the_403(
+    endpoint: EndpointHandle, definition: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import botocore.exceptions
+    from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
+    from airflow.providers.amazon.aws.triggers.batch import BatchJobTrigger
+
+    from batch_fanout.hooks.batch_client import BatchFanoutClientHook
+    from batch_fanout.triggers.batch import BatchFanoutTrigger
+
+    connection = endpoint.connection()
+    connection["password"] = "a-wrong-secret-a-wrong-secret-0"
+    monkeypatch.setenv("AIRFLOW_CONN_WRONG_SECRET_AWS", json.dumps(connection))
+    job_id = endpoint.client("batch").submit_job(
+        jobName="never-watched", jobQueue=QUEUE, jobDefinition=definition
+    )["jobId"]
+
+    # Neither the provider's hooks nor the triggers retry it: the error reaches the task log.
+    for hook in (
+        BatchClientHook(aws_conn_id="wrong_secret_aws", region_name="us-east-1"),
+        BatchFanoutClientHook(aws_conn_id="wrong_secret_aws", region_name="us-east-1"),
+    ):
+        with pytest.raises(botocore.exceptions.ClientError) as raised:
+            hook.get_job_description(job_id)
+        assert raised.value.response["Error"]["Code"] == "InvalidSignatureException"
+        assert HINT in str(raised.value)
+
+    async def first_event(trigger: Any) -> Any:
+        async for event in trigger.run():
+            return event
+        return None
+
+    stock = BatchJobTrigger(
+        job_id=job_id, waiter_delay=1, waiter_max_attempts=3, aws_conn_id="wrong_secret_aws"
+    )
+    event = asyncio.run(first_event(stock))
+    assert event.payload["status"] == "error"
+    assert "InvalidSignatureException" in event.payload["message"]
+    ours = BatchFanoutTrigger(
+        job_id=job_id, aws_conn_id="wrong_secret_aws", region_name="us-east-1", poll_interval=1
+    )
+    event = asyncio.run(first_event(ours))
+    assert event.payload["status"] == "error"
+    assert "InvalidSignatureException" in event.payload["message"]
