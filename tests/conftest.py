@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+TEST_DATA_DIR = REPO_ROOT / "tests" / "data"
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="batch-fanout-tests-"))
 _AIRFLOW_HOME = _SESSION_DIR / "airflow"
@@ -62,10 +62,10 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def rome99_path() -> Path:
-    """The real road graph kept beside the project (never copied into it)."""
-    path = SHARED_DATA_DIR / "rome99.gr"
+    """The real road graph of Rome, kept in the repository (``tests/data/README.md`` gives its source)."""
+    path = TEST_DATA_DIR / "rome99.gr"
     if not path.is_file():
-        pytest.fail(f"test data missing: expected {path} (shared/data/rome99.gr beside the checkout)")
+        pytest.fail(f"test data missing: expected {path} (tests/data/rome99.gr is part of the repository)")
     return path
 
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from batch_fanout_job.errors import JobError
+from batch_fanout_job.errors import BadInputError, JobError
 from batch_fanout_job.plan import shard_origins
 from batch_fanout_job.runtime import log_event, parse_optional, run_cli
 from batch_fanout_job.store import RunStore
@@ -67,43 +67,137 @@ class Collected:
 # --- validation (pure) ---------------------------------------------------------------------------------
 
 
+def _is_int(value: Any) -> bool:
+    # JSON's true and false load as bool, a subclass of int: neither is a count or a distance.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_manifest(manifest: Any, uri: str) -> None:
+    """Refuse a manifest whose plan does not hold together, before any output is judged by it.
+
+    :param manifest: the parsed ``manifest.json``.
+    :param uri: its URI for the message.
+    :raises JobError: naming what disagrees.
+    """
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("array_sizes"), dict):
+        raise JobError(f"{uri} is not a leader manifest (no array_sizes)")
+    sizes = manifest["array_sizes"]
+    for workload in ("stress", "shortest_path"):
+        if not _is_int(sizes.get(workload, 0)) or sizes.get(workload, 0) < 0:
+            raise JobError(f"{uri}: array_sizes.{workload} is {sizes.get(workload)!r}, not a count")
+    stress_size = sizes.get("stress", 0)
+    for key in ("tests", "methods"):
+        listed = manifest.get(key, [])
+        if not isinstance(listed, list) or len(listed) != stress_size:
+            raise JobError(f"{uri}: {key} does not list one entry per stress test ({stress_size})")
+    shard_size = sizes.get("shortest_path", 0)
+    if shard_size:
+        shards = manifest.get("shards")
+        if not isinstance(shards, list) or len(shards) != shard_size:
+            raise JobError(f"{uri}: shards does not list one entry per shard ({shard_size})")
+        graph = manifest.get("graph")
+        if not isinstance(graph, dict) or not isinstance(graph.get("sha256"), str):
+            raise JobError(f"{uri}: graph.sha256 is missing, so no shard output can be matched to the graph")
+        for key in ("nodes", "max_cost"):
+            if not _is_int(graph.get(key)) or graph[key] < 0:
+                raise JobError(f"{uri}: graph.{key} is {graph.get(key)!r}, not a count")
+
+
 def check_stress_output(document: Any, index: int, manifest: Mapping[str, Any]) -> str | None:
     """Why ``stress/<index>.json`` is not a valid output of this run, or None."""
     if not isinstance(document, dict):
         return "not a JSON object"
-    if document.get("index") != index:
+    if document.get("index") != index or not _is_int(document.get("index")):
         return f"holds index {document.get('index')!r}, expected {index}"
-    expected_method = manifest["methods"][index] if index < len(manifest.get("methods", [])) else None
+    expected_method = manifest["methods"][index]
     if document.get("method") != expected_method:
         return f"holds method {document.get('method')!r}, the manifest plans {expected_method!r}"
+    expected_line = manifest["tests"][index]
+    if document.get("line") != expected_line:
+        return (
+            f"ran test line {document.get('line')!r}, the manifest plans {expected_line!r} (an older plan?)"
+        )
     metrics = document.get("metrics")
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("bogo_ops_per_second_real"), int | float):
-        return "has no numeric metrics.bogo_ops_per_second_real"
+    if not isinstance(metrics, dict):
+        return "has no metrics"
+    rate = metrics.get("bogo_ops_per_second_real")
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or not math.isfinite(rate) or rate < 0:
+        return "has no finite, non-negative metrics.bogo_ops_per_second_real"
     return None
 
 
-def check_shard_output(document: Any, index: int, planned: Sequence[int]) -> str | None:
-    """Why ``shortest_paths/<index>.json`` is not a valid output of this run, or None."""
+def check_shard_output(
+    document: Any, index: int, planned: Sequence[int], graph: Mapping[str, Any]
+) -> str | None:
+    """Why ``shortest_paths/<index>.json`` is not a valid output of this run, or None.
+
+    Every figure is checked against what the graph allows, so that a wrapped or forged value is
+    refused rather than reported: ``1 <= reachable <= nodes``, ``0 <= eccentricity <= (nodes - 1) x
+    max cost``, ``eccentricity <= distance_sum <= (reachable - 1) x eccentricity`` (when more than the
+    origin is reached; both are 0 otherwise), closeness in [0, 1].
+
+    :param document: the parsed output.
+    :param index: its shard index.
+    :param planned: the shard's origins in the manifest.
+    :param graph: the manifest's graph entry (``sha256``, ``nodes``, ``max_cost``).
+    """
     if not isinstance(document, dict):
         return "not a JSON object"
-    if document.get("shard") != index:
+    if document.get("shard") != index or not _is_int(document.get("shard")):
         return f"holds shard {document.get('shard')!r}, expected {index}"
+    if document.get("graph_sha256") != graph["sha256"]:
+        return (
+            f"was computed on graph sha256 {document.get('graph_sha256')!r}, not this run's "
+            f"{graph['sha256']} (an output of an older plan?)"
+        )
     if document.get("origins") != list(planned):
         return "its origins differ from the shard plan in the manifest"
+    count = len(planned)
     for column in ("reachable", "distance_sum", "eccentricity", "closeness"):
         values = document.get(column)
-        if not isinstance(values, list) or len(values) != len(planned):
-            return f"column {column} does not have one value per origin"
-        if not all(isinstance(value, int | float) and math.isfinite(value) for value in values):
-            return f"column {column} holds a non-numeric value"
+        if not isinstance(values, list) or len(values) != count:
+            return f"column {column} does not have {count} values, one per origin"
+    for column in ("reachable", "distance_sum", "eccentricity"):
+        if not all(_is_int(value) for value in document[column]):
+            return f"column {column} holds a value that is not an integer"
+    if not all(
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        for value in document["closeness"]
+    ):
+        return "column closeness holds a non-numeric value"
+    nodes, max_cost = graph["nodes"], graph["max_cost"]
+    rows = zip(
+        planned,
+        document["reachable"],
+        document["distance_sum"],
+        document["eccentricity"],
+        document["closeness"],
+        strict=True,
+    )
+    for origin, reachable, total, farthest, closeness in rows:
+        if not 1 <= reachable <= nodes:
+            return f"origin {origin}: reachable {reachable} is not in 1..{nodes} (the graph's nodes)"
+        if not 0 <= farthest <= (nodes - 1) * max_cost:
+            return (
+                f"origin {origin}: eccentricity {farthest} is not in 0..{(nodes - 1) * max_cost} "
+                "((nodes - 1) x max cost)"
+            )
+        low, high = (farthest, (reachable - 1) * farthest) if reachable > 1 else (0, 0)
+        if not low <= total <= high:
+            return (
+                f"origin {origin}: distance_sum {total} is not in {low}..{high} (eccentricity .. "
+                "(reachable - 1) x eccentricity)"
+            )
+        if not 0.0 <= closeness <= 1.0:
+            return f"origin {origin}: closeness {closeness} is not in [0, 1]"
     return None
 
 
 def collect(store: RunStore, manifest: Mapping[str, Any]) -> Collected:
-    """Read and check every output the manifest plans."""
+    """Read and check every output the manifest plans (:func:`check_manifest` has passed)."""
     collected = Collected()
-    sizes = manifest.get("array_sizes", {})
-    for index in range(int(sizes.get("stress", 0))):
+    sizes = manifest["array_sizes"]
+    for index in range(sizes.get("stress", 0)):
         key = f"stress/{index}.json"
         document, problem = _read(store, key)
         problem = problem or check_stress_output(document, index, manifest)
@@ -112,12 +206,15 @@ def collect(store: RunStore, manifest: Mapping[str, Any]) -> Collected:
         else:
             collected.problems.append(_problem("stress", index, key, problem, store))
     shards = manifest.get("shards", [])
-    for index in range(int(sizes.get("shortest_path", 0))):
+    for index in range(sizes.get("shortest_path", 0)):
         key = f"shortest_paths/{index}.json"
         document, problem = _read(store, key)
         if problem is None:
-            planned = [int(node) for node in shard_origins(shards[index])] if index < len(shards) else []
-            problem = check_shard_output(document, index, planned)
+            try:
+                planned = [int(node) for node in shard_origins(shards[index])]
+            except (JobError, TypeError, ValueError) as error:
+                raise JobError(f"{store.uri('manifest.json')}: shard {index}: {error}") from error
+            problem = check_shard_output(document, index, planned, manifest["graph"])
         if problem is None:
             collected.shards[index] = document
         else:
@@ -405,19 +502,26 @@ def parse_tolerated(text: str | None) -> int:
     if text is None:
         return 0
     if not text.isdigit():
-        raise JobError(f"--tolerated-failures {text!r}: expected a non-negative integer")
+        raise BadInputError(f"--tolerated-failures {text!r}: expected a non-negative integer")
     return int(text)
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     tolerated = parse_tolerated(parse_optional(args.tolerated_failures))
     store = RunStore.from_environ(environ)
+    # Withdraw every earlier report file first, before reading anything: whatever happens next (a
+    # missing manifest, a bad output, a crash), no report of any kind is left that looks current.
+    withdrawn = store.delete_folder(REPORT_FOLDER)
     manifest = store.read_json("manifest.json")
-    if not isinstance(manifest, dict) or "array_sizes" not in manifest:
-        raise JobError(f"{store.uri('manifest.json')} is not a leader manifest (no array_sizes)")
-    # Withdraw an earlier report first: whatever happens next, no stale report looks current.
-    store.delete(f"{REPORT_FOLDER}/report.json")
-    log_event(JOB, "started", run=store.uri(), array_sizes=manifest["array_sizes"], tolerated=tolerated)
+    check_manifest(manifest, store.uri("manifest.json"))
+    log_event(
+        JOB,
+        "started",
+        run=store.uri(),
+        array_sizes=manifest["array_sizes"],
+        tolerated=tolerated,
+        withdrawn=len(withdrawn),
+    )
     collected = collect(store, manifest)
     if len(collected.problems) > tolerated:
         listing = "; ".join(
@@ -426,16 +530,26 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise JobError(
             f"{len(collected.problems)} output(s) missing or corrupt (tolerated: {tolerated}): {listing}"
         )
+    # Everything is built in memory first; the writes come last, report.json the very last.
     stress, paths = stress_rows(collected), path_rows(collected)
     report = build_report(manifest, collected, tolerated, store.uri(), stress, paths)
     plots = make_plots(stress, paths)
     report["files"] = sorted(["report.json", "report.html", "stress.csv", "shortest_paths.csv", *plots])
-    store.write_text(f"{REPORT_FOLDER}/stress.csv", to_csv(stress, STRESS_COLUMNS))
-    store.write_text(f"{REPORT_FOLDER}/shortest_paths.csv", to_csv(paths, PATH_COLUMNS))
-    for name, data in plots.items():
-        store.write_bytes(f"{REPORT_FOLDER}/{name}", data)
-    html_uri = store.write_text(f"{REPORT_FOLDER}/report.html", render_html(report, plots))
-    store.write_json(f"{REPORT_FOLDER}/report.json", report)
+    files: dict[str, bytes] = {
+        "stress.csv": to_csv(stress, STRESS_COLUMNS).encode("utf-8"),
+        "shortest_paths.csv": to_csv(paths, PATH_COLUMNS).encode("utf-8"),
+        **plots,
+        "report.html": render_html(report, plots).encode("utf-8"),
+    }
+    try:
+        for name, data in files.items():
+            store.write_bytes(f"{REPORT_FOLDER}/{name}", data)
+        store.write_json(f"{REPORT_FOLDER}/report.json", report)
+    except JobError:
+        # A write failed half way: take back what was written rather than leave half a report.
+        store.delete_folder(REPORT_FOLDER)
+        raise
+    html_uri = store.uri(f"{REPORT_FOLDER}/report.html")
     for problem in collected.problems:
         print(
             f"tolerated: {problem['workload']} index {problem['index']} ({problem['file']}): {problem['problem']}"

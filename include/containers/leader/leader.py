@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
-from batch_fanout_job.errors import JobError
+from batch_fanout_job.errors import BadInputError, JobError
+from batch_fanout_job.limits import check_grid_fits
 from batch_fanout_job.plan import parse_positive_int, parse_workloads, plan_shards
 from batch_fanout_job.runtime import log_event, parse_optional, run_cli
 from batch_fanout_job.store import RunStore, open_uri
@@ -74,14 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_duration(text: str) -> str:
     """Normalize ``--stress-duration`` to stress-ng's form (``60`` -> ``60s``)."""
     if not re.match(r"^[1-9][0-9]*[smhd]?$", text):
-        raise JobError(f"--stress-duration {text!r}: expected a positive number of seconds, e.g. 60 or 60s")
+        raise BadInputError(
+            f"--stress-duration {text!r}: expected a positive number of seconds, e.g. 60 or 60s"
+        )
     return text if text[-1] in "smhd" else f"{text}s"
 
 
 def select_methods(available: Sequence[str], include: str | None, exclude: str | None) -> list[str]:
     """Filter the methods by include and exclude lists of names or globs, keeping stress-ng's order.
 
-    :raises JobError: when an include entry matches no method.
+    :raises BadInputError: when an include entry matches no method.
     """
     selected = list(available)
     if include is not None and include.lower() == "all":
@@ -90,7 +93,7 @@ def select_methods(available: Sequence[str], include: str | None, exclude: str |
         patterns = [pattern.strip() for pattern in include.split(",") if pattern.strip()]
         for pattern in patterns:
             if not fnmatch.filter(available, pattern):
-                raise JobError(f"--methods: {pattern!r} matches no CPU method of this stress-ng")
+                raise BadInputError(f"--methods: {pattern!r} matches no CPU method of this stress-ng")
         selected = [method for method in selected if any(fnmatch.fnmatchcase(method, p) for p in patterns)]
     if exclude is not None:
         patterns = [pattern.strip() for pattern in exclude.split(",") if pattern.strip()]
@@ -111,18 +114,18 @@ def plan_stress_tests(  # noqa: PLR0917
     """Choose the methods and write their test lines.
 
     :returns: the methods and the test lines (same order).
-    :raises JobError: when ``tests`` asks for more tests than methods match.
+    :raises BadInputError: when ``tests`` asks for more tests than methods match.
     """
     from batch_fanout_job.stress_ng import format_test_line
 
     methods = select_methods(available, include, exclude)
     if tests is None or tests.lower() == "all":
         if not methods:
-            raise JobError("no CPU method matches --methods/--exclude-methods")
+            raise BadInputError("no CPU method matches --methods/--exclude-methods")
     else:
         count = parse_positive_int(tests, "--tests")
         if count > len(methods):
-            raise JobError(
+            raise BadInputError(
                 f"--tests {count}: only {len(methods)} CPU methods match the filter "
                 f"(--methods {include or 'all'}, --exclude-methods {exclude or 'none'})"
             )
@@ -136,7 +139,7 @@ def plan_stress_tests(  # noqa: PLR0917
 def parse_grid(text: str) -> tuple[int, int]:
     match = re.match(r"^([1-9][0-9]*)x([1-9][0-9]*)$", text)
     if not match:
-        raise JobError(f"--grid {text!r}: expected ROWSxCOLUMNS, e.g. 512x512")
+        raise BadInputError(f"--grid {text!r}: expected ROWSxCOLUMNS, e.g. 512x512")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -145,7 +148,7 @@ def choose_origins(spec: str | None, node_count: int) -> tuple[Any, str]:
 
     ``all``: every node. ``N``: N nodes spread evenly over the ids. ``a,b,c`` (or ``ids:a``): those nodes.
 
-    :raises JobError: naming an origin that is not a node, or a bad count.
+    :raises BadInputError: naming an origin that is not a node, or a bad count.
     """
     import numpy as np
 
@@ -154,7 +157,7 @@ def choose_origins(spec: str | None, node_count: int) -> tuple[Any, str]:
     if spec.isdigit():
         count = parse_positive_int(spec, "--origins")
         if count > node_count:
-            raise JobError(f"--origins {count}: the graph has only {node_count} nodes")
+            raise BadInputError(f"--origins {count}: the graph has only {node_count} nodes")
         return (np.arange(count, dtype=np.int64) * node_count) // count + 1, "count"
     listed = spec.removeprefix("ids:")
     origins: list[int] = []
@@ -163,15 +166,15 @@ def choose_origins(spec: str | None, node_count: int) -> tuple[Any, str]:
         if not entry:
             continue
         if not entry.isdigit():
-            raise JobError(f"--origins: {entry!r} is not a node id")
+            raise BadInputError(f"--origins: {entry!r} is not a node id")
         node = int(entry)
         if not 1 <= node <= node_count:
-            raise JobError(f"--origins: origin {node} is not a node of the graph (ids 1..{node_count})")
+            raise BadInputError(f"--origins: origin {node} is not a node of the graph (ids 1..{node_count})")
         if node in origins:
-            raise JobError(f"--origins: origin {node} is listed twice")
+            raise BadInputError(f"--origins: origin {node} is listed twice")
         origins.append(node)
     if not origins:
-        raise JobError(f"--origins {spec!r}: no origin given")
+        raise BadInputError(f"--origins {spec!r}: no origin given")
     return np.asarray(origins, dtype=np.int64), "list"
 
 
@@ -183,14 +186,18 @@ def load_graph(
 
     if graph_spec is None or graph_spec.lower() == "generate":
         rows, columns = parse_grid(grid or DEFAULT_GRID)
+        # Refused before numpy tries to allocate it: a clear bound instead of a MemoryError traceback.
+        check_grid_fits(rows, columns)
         try:
             probability = (
                 float(edge_probability) if edge_probability is not None else DEFAULT_EDGE_PROBABILITY
             )
         except ValueError as error:
-            raise JobError(f"--edge-probability {edge_probability!r}: expected a number in (0, 1]") from error
+            raise BadInputError(
+                f"--edge-probability {edge_probability!r}: expected a number in (0, 1]"
+            ) from error
         if seed is not None and not re.match(r"^[0-9]+$", seed):
-            raise JobError(f"--seed {seed!r}: expected a non-negative integer")
+            raise BadInputError(f"--seed {seed!r}: expected a non-negative integer")
         seed_value = int(seed) if seed is not None else 0
         build = generate_road_grid(rows, columns, probability, seed_value)
         source = f"generated grid {rows}x{columns}, edge probability {probability}, seed {seed_value}"
@@ -266,7 +273,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     duration = parse_duration(parse_optional(args.stress_duration) or DEFAULT_DURATION)
     cpus_text = parse_optional(args.stress_cpus) or "1"
     if not cpus_text.isdigit():
-        raise JobError(f"--stress-cpus {cpus_text!r}: expected a non-negative integer (0 = one per CPU)")
+        raise BadInputError(f"--stress-cpus {cpus_text!r}: expected a non-negative integer (0 = one per CPU)")
     shards_text = parse_optional(args.shards)
     shard_count = parse_positive_int(shards_text, "--shards") if shards_text else 1
 

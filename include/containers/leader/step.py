@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
-from batch_fanout_job.errors import EXIT_USAGE, JobError
+from batch_fanout_job.errors import BadInputError, JobError
 from batch_fanout_job.runtime import log_event, parse_optional, run_cli
 from batch_fanout_job.store import RunStore
 
@@ -31,7 +31,7 @@ STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 def parse_names(text: str | None, option: str) -> list[str]:
     """A comma list of step names (``none`` for no names).
 
-    :raises JobError: naming the option and the bad name.
+    :raises BadInputError: naming the option and the bad name.
     """
     value = parse_optional(text)
     if value is None:
@@ -39,9 +39,7 @@ def parse_names(text: str | None, option: str) -> list[str]:
     names = [name.strip() for name in value.split(",")]
     for name in names:
         if not STEP_NAME.match(name):
-            raise JobError(
-                f"{option} {text!r}: {name!r} is not a step name (letters, digits, - and _)", EXIT_USAGE
-            )
+            raise BadInputError(f"{option} {text!r}: {name!r} is not a step name (letters, digits, - and _)")
     return names
 
 
@@ -58,15 +56,15 @@ def burn_cpu(seconds: float) -> int:
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
     name = parse_names(args.name, "--name")
     if len(name) != 1:
-        raise JobError(f"--name {args.name!r}: give exactly one step name", EXIT_USAGE)
+        raise BadInputError(f"--name {args.name!r}: give exactly one step name")
     after = parse_names(args.after, "--after")
     summarize = parse_names(args.summarize, "--summarize")
     try:
         work_seconds = float(args.work_seconds)
     except ValueError:
-        raise JobError(f"--work-seconds {args.work_seconds!r} is not a number", EXIT_USAGE) from None
+        raise BadInputError(f"--work-seconds {args.work_seconds!r} is not a number") from None
     if not 0 <= work_seconds <= 3600:
-        raise JobError(f"--work-seconds {work_seconds} is outside 0..3600", EXIT_USAGE)
+        raise BadInputError(f"--work-seconds {work_seconds} is outside 0..3600")
 
     store = RunStore.from_environ(environ)
     started = time.time()

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from batch_fanout_job.errors import JobError
+from batch_fanout_job.errors import BadInputError, JobError
 from batch_fanout_job.graphs import Graph, graph_from_bytes
 from batch_fanout_job.index import logical_index
 from batch_fanout_job.plan import shard_origins
@@ -37,6 +37,7 @@ from batch_fanout_job.runtime import log_event, maybe_fail_once, parse_optional,
 from batch_fanout_job.store import RunStore
 
 JOB = "shortest_path"
+INT64_MAX = int(np.iinfo(np.int64).max)
 WORKLOAD = "shortest_path"
 OUTPUT_FOLDER = "shortest_paths"
 
@@ -52,7 +53,7 @@ class PathRequest:
 def parse_paths_for(text: str | None, node_count: int) -> list[PathRequest]:
     """Parse ``--paths-for``.
 
-    :raises JobError: naming an entry that is malformed or not a node of the graph.
+    :raises BadInputError: naming an entry that is malformed or not a node of the graph.
     """
     if text is None:
         return []
@@ -62,10 +63,10 @@ def parse_paths_for(text: str | None, node_count: int) -> list[PathRequest]:
             continue
         pieces = entry.split(":")
         if len(pieces) > 2 or not all(piece.isdigit() for piece in pieces):
-            raise JobError(f"--paths-for: {entry!r} is not ORIGIN or ORIGIN:TARGET (node ids)")
+            raise BadInputError(f"--paths-for: {entry!r} is not ORIGIN or ORIGIN:TARGET (node ids)")
         for node in pieces:
             if not 1 <= int(node) <= node_count:
-                raise JobError(f"--paths-for: {node} is not a node of the graph (ids 1..{node_count})")
+                raise BadInputError(f"--paths-for: {node} is not a node of the graph (ids 1..{node_count})")
         requests.append(PathRequest(int(pieces[0]), int(pieces[1]) if len(pieces) == 2 else None))
     return requests
 
@@ -80,6 +81,56 @@ def compact_rows(rows: np.ndarray) -> np.ndarray:
     return np.where(rows == UNREACHABLE, -1, rows).astype(dtype)
 
 
+def exact_distance_sums(
+    runner: Any,
+    origins: np.ndarray,
+    reachable: Sequence[int],
+    eccentricity: Sequence[int],
+    kernel_sums: np.ndarray,
+) -> list[int]:
+    """Each origin's sum of distances, exact whatever its size.
+
+    The kernel adds distances in int64. The graph's bound (:func:`~batch_fanout_job.graphs.
+    check_distance_bound`) keeps every distance exact, but a sum over many far nodes may still pass
+    2^63 - 1 and wrap. The sum is at most ``(reachable - 1) x eccentricity``: where that fits, the
+    kernel's sum is exact; elsewhere the row is summed again in two 32-bit halves, which cannot
+    overflow for fewer than 2^31 nodes, and joined as a Python integer.
+
+    :param runner: a :class:`sssp_kernel.SingleSource` on the graph.
+    :param origins: the shard's origins (1-based ids).
+    :param reachable: the kernel's reachable counts (the origin included).
+    :param eccentricity: the kernel's largest finite distance per origin.
+    :param kernel_sums: the kernel's int64 sums.
+    """
+    from sssp_kernel import UNREACHABLE
+
+    sums: list[int] = []
+    for position, origin in enumerate(origins):
+        if (reachable[position] - 1) * eccentricity[position] <= INT64_MAX:
+            sums.append(int(kernel_sums[position]))
+            continue
+        distances, _ = runner.distances(int(origin) - 1)
+        finite = distances[distances != UNREACHABLE]
+        high = int(np.sum(finite >> 32, dtype=np.int64))
+        low = int(np.sum(finite & 0xFFFFFFFF, dtype=np.int64))
+        sums.append((high << 32) + low)
+    return sums
+
+
+def closeness_values(reachable: Sequence[int], distance_sum: Sequence[int], node_count: int) -> list[float]:
+    """Closeness from each origin over the nodes it reaches, scaled by the share of the graph it
+    reaches (Wasserman-Faust, as the kernel's ``OriginSummaries.closeness``), from exact sums: a
+    Python integer divides into a float without overflow."""
+    values: list[float] = []
+    for count, total in zip(reachable, distance_sum, strict=True):
+        others = count - 1
+        value = others / total if total > 0 else 0.0
+        if node_count > 1:
+            value *= others / (node_count - 1)
+        values.append(float(value))
+    return values
+
+
 def compute_shard(
     graph: Graph, origins: np.ndarray, requests: Sequence[PathRequest]
 ) -> tuple[dict[str, Any], bytes | None]:
@@ -92,18 +143,20 @@ def compute_shard(
     from sssp_kernel import UNREACHABLE, SingleSource, path_to, summarize_origins
 
     summaries = summarize_origins(graph.indptr, graph.indices, graph.weights, origins - 1)
-    closeness = summaries.closeness(graph.node_count)
+    runner = SingleSource(graph.indptr, graph.indices, graph.weights)
+    reachable = [int(value) for value in summaries.reachable]
+    eccentricity = [int(value) for value in summaries.eccentricity]
+    distance_sum = exact_distance_sums(runner, origins, reachable, eccentricity, summaries.distance_sum)
     result: dict[str, Any] = {
         "origins": [int(node) for node in origins],
-        "reachable": [int(value) for value in summaries.reachable],
-        "distance_sum": [int(value) for value in summaries.distance_sum],
-        "eccentricity": [int(value) for value in summaries.eccentricity],
-        "closeness": [float(value) for value in closeness],
+        "reachable": reachable,
+        "distance_sum": distance_sum,
+        "eccentricity": eccentricity,
+        "closeness": closeness_values(reachable, distance_sum, graph.node_count),
         "paths": [],
     }
     if not requests:
         return result, None
-    runner = SingleSource(graph.indptr, graph.indices, graph.weights)
     row_origins = sorted({request.origin for request in requests})
     rows = np.empty((len(row_origins), graph.node_count), dtype=np.int64)
     trees = np.empty((len(row_origins), graph.node_count), dtype=np.int32)
@@ -175,7 +228,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     planned = np.concatenate([shard_origins(shard) for shard in shards]) if requests else origins
     for request in requests:
         if request.origin not in planned:
-            raise JobError(f"--paths-for: origin {request.origin} is not among the run's origins")
+            raise BadInputError(f"--paths-for: origin {request.origin} is not among the run's origins")
     mine = [request for request in requests if request.origin in origins]
     log_event(JOB, "started", index=index, origins=int(origins.shape[0]), nodes=graph.node_count)
     result, rows = compute_shard(graph, origins, mine)

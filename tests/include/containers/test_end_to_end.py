@@ -11,6 +11,8 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+from batch_fanout_job.errors import EXIT_BAD_INPUT
+
 STRESS_CHILDREN = 12
 
 
@@ -219,14 +221,27 @@ def test_aggregator_refuses_an_output_of_another_plan(run_job, run_store, batch_
         "workloads": ["stress"],
         "array_sizes": {"stress": 2, "shortest_path": 0},
         "methods": ["fft", "pi"],
+        "tests": ["--cpu 1 --cpu-method fft -t 1s", "--cpu 1 --cpu-method pi -t 1s"],
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    good = {"index": 0, "method": "fft", "metrics": {"bogo_ops_per_second_real": 5.0}}
+    good = {
+        "index": 0,
+        "method": "fft",
+        "line": "--cpu 1 --cpu-method fft -t 1s",
+        "metrics": {"bogo_ops_per_second_real": 5.0},
+    }
     (folder / "stress" / "0.json").write_text(json.dumps(good))
     (folder / "stress" / "1.json").write_text(json.dumps({**good, "index": 1}))
     result = run_job("aggregator", ["--tolerated-failures", "0"], batch_env(uri, prefix))
     assert result.returncode == 1
     assert "stress index 1 (stress/1.json): holds method 'fft', the manifest plans 'pi'" in result.stderr
+
+    # The right method but the line of an older plan (another duration) is refused as well.
+    older = {**good, "index": 1, "method": "pi", "line": "--cpu 1 --cpu-method pi -t 9s"}
+    (folder / "stress" / "1.json").write_text(json.dumps(older))
+    result = run_job("aggregator", ["--tolerated-failures", "0"], batch_env(uri, prefix))
+    assert result.returncode == 1
+    assert "stress index 1 (stress/1.json): ran test line '--cpu 1 --cpu-method pi -t 9s'" in result.stderr
 
 
 def test_aggregator_without_a_manifest_fails(run_job, run_store, batch_env) -> None:
@@ -234,7 +249,7 @@ def test_aggregator_without_a_manifest_fails(run_job, run_store, batch_env) -> N
     result = run_job("aggregator", ["--tolerated-failures", "none"], batch_env(uri, prefix))
     assert result.returncode == 1 and "manifest.json does not exist" in result.stderr
     bad = run_job("aggregator", ["--tolerated-failures", "some"], batch_env(uri, prefix))
-    assert bad.returncode == 1 and "--tolerated-failures 'some'" in bad.stderr
+    assert bad.returncode == EXIT_BAD_INPUT and "--tolerated-failures 'some'" in bad.stderr
 
 
 def test_results_store_is_not_left_with_temporary_files(

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from batch_fanout_job.errors import EXIT_BAD_INPUT
+
 SMALL_GRAPH = "p sp 5 6\na 1 2 4\na 1 2 2\na 2 3 1\na 3 4 7\na 4 5 1\na 5 1 3\n"
 
 
@@ -55,7 +57,7 @@ def test_more_tests_than_matching_methods_fails_and_writes_nothing(
     result = run_job(
         "leader", leader_command(workloads="stress", tests="5", methods="fft,pi"), batch_env(uri, prefix)
     )
-    assert result.returncode == 1
+    assert result.returncode == EXIT_BAD_INPUT
     assert "--tests 5: only 2 CPU methods match the filter" in result.stderr
     assert not folder.exists()
 
@@ -65,7 +67,7 @@ def test_unknown_method_in_the_filter_is_named(run_job, run_store, leader_comman
     result = run_job(
         "leader", leader_command(workloads="stress", methods="fft,nosuch"), batch_env(uri, prefix)
     )
-    assert result.returncode == 1 and "'nosuch' matches no CPU method" in result.stderr
+    assert result.returncode == EXIT_BAD_INPUT and "'nosuch' matches no CPU method" in result.stderr
 
 
 def test_missing_stress_ng_is_a_clear_error(run_job, run_store, leader_command, batch_env, tmp_path) -> None:
@@ -149,7 +151,7 @@ def test_bad_graph_input_fails_naming_it_and_writes_nothing(  # noqa: PLR0917
         graph_file.write_text(graph)
     args = leader_command(workloads="shortest_path", graph=str(graph_file), **options)
     result = run_job("leader", args, batch_env(uri, prefix))
-    assert result.returncode == 1
+    assert result.returncode == EXIT_BAD_INPUT
     assert message in result.stderr
     assert not folder.exists()
 
@@ -171,11 +173,11 @@ def test_rerun_with_bad_input_withdraws_the_earlier_manifest(
     result = run_job(
         "leader", leader_command(workloads="shortest_path", graph=str(graph_file)), batch_env(uri, prefix)
     )
-    assert result.returncode == 1 and "line 6: cost 'x' is not an integer" in result.stderr
+    assert result.returncode == EXIT_BAD_INPUT and "line 6: cost 'x' is not an integer" in result.stderr
     assert not (folder / "manifest.json").exists()
 
 
 def test_unknown_workload_is_refused(run_job, run_store, leader_command, batch_env) -> None:
     uri, prefix, _ = run_store
     result = run_job("leader", leader_command(workloads="mining"), batch_env(uri, prefix))
-    assert result.returncode == 1 and "--workloads 'mining'" in result.stderr
+    assert result.returncode == EXIT_BAD_INPUT and "--workloads 'mining'" in result.stderr

@@ -9,6 +9,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from batch_fanout_job.errors import EXIT_BAD_INPUT
+
 # Node 6 is reachable from nobody; 1 -> 2 has a cheaper duplicate arc.
 GRAPH = "p sp 6 8\na 1 2 9\na 1 2 2\na 2 3 1\na 3 4 7\na 2 4 10\na 4 5 1\na 5 1 3\na 6 1 1\n"
 
@@ -86,7 +88,7 @@ def test_paths_for_prints_paths_and_writes_full_rows(planned_run, run_job, batch
 def test_bad_paths_for_is_refused(planned_run, run_job, batch_env, paths_for, message) -> None:
     uri, prefix, folder = planned_run
     result = run_job("shortest_path", ["--paths-for", paths_for], batch_env(uri, prefix, array_index=0))
-    assert result.returncode == 1 and message in result.stderr
+    assert result.returncode == EXIT_BAD_INPUT and message in result.stderr
     assert not (folder / "shortest_paths").exists()
 
 

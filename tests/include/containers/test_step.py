@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from batch_fanout_job.errors import EXIT_BAD_INPUT
+
 
 @pytest.fixture
 def step(run_job: Any, run_store: tuple[str, str, Path], batch_env: Any) -> Any:
@@ -42,8 +44,8 @@ def test_a_step_started_before_its_upstream_finished_fails_naming_it(
 
 def test_bad_step_arguments_are_named(step: Any, run_store: tuple[str, str, Path]) -> None:
     bad_name = step("--name", "A;rm", "--after", "none")
-    assert bad_name.returncode == 2
+    assert bad_name.returncode == EXIT_BAD_INPUT
     assert "--name 'A;rm'" in bad_name.stderr
     bad_work = step("--name", "A", "--work-seconds", "lots")
-    assert bad_work.returncode == 2
+    assert bad_work.returncode == EXIT_BAD_INPUT
     assert "--work-seconds 'lots' is not a number" in bad_work.stderr

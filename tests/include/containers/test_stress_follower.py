@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from batch_fanout_job.errors import EXIT_BAD_INPUT
+
 
 def write_tests(folder: Path, *lines: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
@@ -59,7 +61,7 @@ def test_bad_line_fails_the_child_naming_line_and_option(
     uri, prefix, folder = run_store
     write_tests(folder, line)
     result = run_job("stress_follower", [], batch_env(uri, prefix, array_index=0))
-    assert result.returncode == 1
+    assert result.returncode == EXIT_BAD_INPUT
     assert message in result.stderr
     assert not (folder / "stress").exists()
 

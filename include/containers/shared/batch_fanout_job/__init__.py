@@ -6,6 +6,22 @@ its Dockerfile. It never imports Airflow; :mod:`batch_fanout_job.graphs` alone n
 
 from __future__ import annotations
 
-from batch_fanout_job.errors import EXIT_ERROR, EXIT_INJECTED_FAILURE, EXIT_OK, EXIT_USAGE, JobError
+from batch_fanout_job.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_ERROR,
+    EXIT_INJECTED_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    BadInputError,
+    JobError,
+)
 
-__all__ = ["EXIT_ERROR", "EXIT_INJECTED_FAILURE", "EXIT_OK", "EXIT_USAGE", "JobError"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_ERROR",
+    "EXIT_INJECTED_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "BadInputError",
+    "JobError",
+]

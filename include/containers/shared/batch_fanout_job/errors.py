@@ -1,14 +1,19 @@
-"""Exit codes and the one exception type a job raises for a clear, user-facing failure."""
+"""Exit codes and the exception types a job raises for a clear, user-facing failure."""
 
 from __future__ import annotations
 
 EXIT_OK = 0
-#: Bad input, a failed tool, an incomplete set of outputs: the message says which.
+#: A failed tool, an incomplete set of outputs, an unreadable store: the message says which. Such a
+#: failure may pass (a store that was briefly unreachable), so the job definitions let Batch decide.
 EXIT_ERROR = 1
-#: The command line itself is wrong (argparse uses 2 as well).
+#: The command line itself is wrong (argparse uses 2 as well): the job definition is at fault.
 EXIT_USAGE = 2
 #: A failure injected on purpose by ``BATCH_FANOUT_FAIL_ONCE``; a retry succeeds.
 EXIT_INJECTED_FAILURE = 3
+#: Bad input (sysexits' ``EX_DATAERR``): a parameter or an input file that no retry can make right, such
+#: as a malformed graph, a cost that could overflow, a filter that selects nothing. Every job definition
+#: exits on it without a Batch retry, and the provider fails the Airflow task without its retries.
+EXIT_BAD_INPUT = 65
 
 
 class JobError(Exception):
@@ -21,3 +26,13 @@ class JobError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class BadInputError(JobError):
+    """Bad input: the job exits with :data:`EXIT_BAD_INPUT`, and nothing retries it.
+
+    :param message: what is wrong, naming the parameter or the input and, in a file, the line.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_BAD_INPUT)

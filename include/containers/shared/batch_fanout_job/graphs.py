@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from batch_fanout_job.errors import JobError
+from batch_fanout_job.errors import BadInputError, JobError
 
 GZIP_MAGIC = b"\x1f\x8b"
+#: The distance type's largest value marks "unreachable" in the kernel, so every real distance, and
+#: every candidate ``d + cost`` the kernel forms, must stay below it.
+INT64_MAX = int(np.iinfo(np.int64).max)
+#: Arc heads are stored as int32.
+MAX_NODES = int(np.iinfo(np.int32).max)
+# ASCII only (the text is decoded as ASCII first): no Unicode digits, no "1_000", no "--5".
+_COST = re.compile(r"[+-]?[0-9]+")
+_NODE_ID = re.compile(r"\+?[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,29 @@ def decompress_if_gzip(data: bytes, name: str) -> bytes:
     try:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as error:
-        raise JobError(f"{name}: corrupt or truncated gzip data: {error}") from error
+        raise BadInputError(f"{name}: corrupt or truncated gzip data: {error}") from error
+
+
+def check_distance_bound(node_count: int, max_cost: int, name: str) -> None:
+    """Refuse a graph on which a shortest-path distance could overflow int64.
+
+    A shortest path has at most ``nodes - 1`` arcs, and the kernel also forms ``distance + cost`` for
+    the arcs out of the farthest node, so ``nodes x max cost`` must stay below int64's largest value
+    (which marks unreachable nodes). Within that bound every distance the kernel computes is exact.
+
+    :param node_count: number of nodes.
+    :param max_cost: the largest arc cost.
+    :param name: the input's name for the error message.
+    :raises BadInputError: stating the bound and the graph's figures when it does not hold.
+    """
+    if node_count > MAX_NODES:
+        raise BadInputError(f"{name}: {node_count} nodes is more than {MAX_NODES} (node indices are int32)")
+    if node_count * max_cost >= INT64_MAX:
+        raise BadInputError(
+            f"{name}: max cost {max_cost} with {node_count} nodes could overflow a distance: "
+            f"nodes x max cost = {node_count * max_cost} must be below {INT64_MAX} (2^63 - 1, int64), "
+            f"so costs on this graph must be at most {(INT64_MAX - 1) // node_count}"
+        )
 
 
 def parse_dimacs(data: bytes, name: str) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
@@ -70,17 +101,19 @@ def parse_dimacs(data: bytes, name: str) -> tuple[int, np.ndarray, np.ndarray, n
     :param data: the file's bytes (plain text; see :func:`decompress_if_gzip`).
     :param name: the input's name for error messages.
     :returns: node count and 0-based tails, heads and costs of every arc as given.
-    :raises JobError: naming the line at fault: a missing or repeated problem line, an arc before it,
-        a malformed line, a node id out of range, a negative or non-integer cost, a header whose arc
-        count disagrees with the arcs, an empty graph.
+    :raises BadInputError: naming the line at fault: a missing or repeated problem line, an arc before
+        it, a malformed line, a node id out of range, a negative or non-integer cost (an optional sign
+        and digits, nothing else), a cost that could overflow a distance (:func:`check_distance_bound`),
+        a header whose arc count disagrees with the arcs, an empty graph.
     """
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError as error:
-        raise JobError(f"{name}: not a DIMACS text file (byte {error.start} is not ASCII)") from error
+        raise BadInputError(f"{name}: not a DIMACS text file (byte {error.start} is not ASCII)") from error
     node_count: int | None = None
     declared_arcs = 0
     header_line = 0
+    max_cost = 0
     tails: list[int] = []
     heads: list[int] = []
     costs: list[int] = []
@@ -91,27 +124,34 @@ def parse_dimacs(data: bytes, name: str) -> tuple[int, np.ndarray, np.ndarray, n
         kind = fields[0]
         if kind == "a":
             if node_count is None:
-                raise JobError(f"{name}: line {line_number}: arc before the problem line 'p sp N M'")
+                raise BadInputError(f"{name}: line {line_number}: arc before the problem line 'p sp N M'")
             if len(fields) != 4:
-                raise JobError(f"{name}: line {line_number}: expected 'a FROM TO COST', got {line.strip()!r}")
-            try:
-                tail, head = int(fields[1]), int(fields[2])
-            except ValueError as error:
-                raise JobError(
-                    f"{name}: line {line_number}: node ids must be integers: {line.strip()!r}"
-                ) from error
+                raise BadInputError(
+                    f"{name}: line {line_number}: expected 'a FROM TO COST', got {line.strip()!r}"
+                )
+            for text_id in (fields[1], fields[2]):
+                if not _NODE_ID.fullmatch(text_id):
+                    raise BadInputError(
+                        f"{name}: line {line_number}: node id {text_id!r} is not a positive integer: "
+                        f"{line.strip()!r}"
+                    )
+            tail, head = int(fields[1]), int(fields[2])
             cost_text = fields[3]
-            if not cost_text.lstrip("+-").isdigit():
-                raise JobError(
-                    f"{name}: line {line_number}: cost {cost_text!r} is not an integer (costs are "
-                    "non-negative integers)"
+            if not _COST.fullmatch(cost_text):
+                raise BadInputError(
+                    f"{name}: line {line_number}: cost {cost_text!r} is not an integer (an optional "
+                    "sign, then digits; costs are non-negative integers)"
                 )
             cost = int(cost_text)
             if cost < 0:
-                raise JobError(f"{name}: line {line_number}: cost {cost} is negative")
+                raise BadInputError(f"{name}: line {line_number}: cost {cost} is negative")
+            if cost > max_cost:
+                # Checked here, on Python ints, so that numpy never sees a cost that does not fit.
+                check_distance_bound(node_count, cost, f"{name}: line {line_number}")
+                max_cost = cost
             for node in (tail, head):
                 if not 1 <= node <= node_count:
-                    raise JobError(
+                    raise BadInputError(
                         f"{name}: line {line_number}: node id {node} is out of range 1..{node_count} "
                         "(from the problem line)"
                     )
@@ -120,25 +160,28 @@ def parse_dimacs(data: bytes, name: str) -> tuple[int, np.ndarray, np.ndarray, n
             costs.append(cost)
         elif kind == "p":
             if node_count is not None:
-                raise JobError(
+                raise BadInputError(
                     f"{name}: line {line_number}: a second problem line (first on line {header_line})"
                 )
             if len(fields) != 4 or fields[1] != "sp" or not fields[2].isdigit() or not fields[3].isdigit():
-                raise JobError(
+                raise BadInputError(
                     f"{name}: line {line_number}: expected 'p sp NODES ARCS', got {line.strip()!r}"
                 )
             node_count, declared_arcs, header_line = int(fields[2]), int(fields[3]), line_number
+            check_distance_bound(node_count, 0, f"{name}: line {line_number}")
         else:
-            raise JobError(f"{name}: line {line_number}: unknown line type {kind!r} (expected c, p or a)")
+            raise BadInputError(
+                f"{name}: line {line_number}: unknown line type {kind!r} (expected c, p or a)"
+            )
     if node_count is None:
-        raise JobError(f"{name}: no problem line 'p sp NODES ARCS': empty or not a DIMACS .gr file")
+        raise BadInputError(f"{name}: no problem line 'p sp NODES ARCS': empty or not a DIMACS .gr file")
     if node_count == 0 or declared_arcs == 0:
-        raise JobError(
+        raise BadInputError(
             f"{name}: empty graph: the problem line (line {header_line}) declares {node_count} "
             f"nodes and {declared_arcs} arcs"
         )
     if len(costs) != declared_arcs:
-        raise JobError(
+        raise BadInputError(
             f"{name}: the problem line (line {header_line}) declares {declared_arcs} arcs but the file has "
             f"{len(costs)} (truncated file or wrong header)"
         )
@@ -193,9 +236,9 @@ def generate_road_grid(rows: int, columns: int, edge_probability: float, seed: i
     from scipy.sparse.csgraph import connected_components
 
     if rows < 1 or columns < 1 or rows * columns < 2:
-        raise JobError(f"grid {rows}x{columns}: needs at least 2 nodes")
+        raise BadInputError(f"grid {rows}x{columns}: needs at least 2 nodes")
     if not 0.0 < edge_probability <= 1.0:
-        raise JobError(f"edge probability {edge_probability} is not in (0, 1]")
+        raise BadInputError(f"edge probability {edge_probability} is not in (0, 1]")
     rng = np.random.default_rng(seed)
     node = np.arange(rows * columns, dtype=np.int64).reshape(rows, columns)
     horizontal = (node[:, :-1].ravel(), node[:, 1:].ravel())
@@ -212,7 +255,7 @@ def generate_road_grid(rows: int, columns: int, edge_probability: float, seed: i
     largest = np.bincount(labels).argmax()
     in_part = labels == largest
     if int(in_part.sum()) < 2:
-        raise JobError(
+        raise BadInputError(
             f"grid {rows}x{columns} with edge probability {edge_probability} and seed {seed}: "
             "no connected part has 2 nodes"
         )
@@ -256,4 +299,6 @@ def graph_from_bytes(data: bytes, name: str) -> Graph:
         or (weights.shape[0] and int(weights.min()) < 0)
     ):
         raise JobError(f"{name}: inconsistent graph archive (CSR arrays do not fit together)")
+    # The leader checked this bound; checking it again keeps the kernel exact on any archive.
+    check_distance_bound(int(node_count), int(weights.max()) if weights.shape[0] else 0, name)
     return Graph(indptr=indptr, indices=indices, weights=weights)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from batch_fanout_job.errors import JobError
+from batch_fanout_job.errors import BadInputError, JobError
 
 WORKLOADS = ("stress", "shortest_path")
 
@@ -20,19 +20,19 @@ WORKLOADS = ("stress", "shortest_path")
 def parse_workloads(text: str) -> list[str]:
     """Parse ``--workloads`` (``stress``, ``shortest_path`` or both, comma-separated).
 
-    :raises JobError: on an unknown or empty workload list.
+    :raises BadInputError: on an unknown or empty workload list.
     """
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in WORKLOADS]
     if not names or unknown:
-        raise JobError(f"--workloads {text!r}: expected stress, shortest_path or stress,shortest_path")
+        raise BadInputError(f"--workloads {text!r}: expected stress, shortest_path or stress,shortest_path")
     return [name for name in WORKLOADS if name in names]
 
 
 def parse_positive_int(text: str, option: str) -> int:
     """Parse a positive integer option value, naming the option when it is not one."""
     if not text.strip().isdigit() or int(text) < 1:
-        raise JobError(f"{option} {text!r}: expected a positive integer")
+        raise BadInputError(f"{option} {text!r}: expected a positive integer")
     return int(text)
 
 
@@ -43,13 +43,13 @@ def planned_array_sizes(workloads: str, tests: str, shards: str) -> dict[str, in
     :param tests: the leader's ``--tests`` (a count; ``all`` depends on the installed stress-ng and
         cannot be planned).
     :param shards: the leader's ``--shards`` (``none`` means 1).
-    :raises JobError: when a size cannot be known in advance or a value is malformed.
+    :raises BadInputError: when a size cannot be known in advance or a value is malformed.
     """
     chosen = parse_workloads(workloads)
     sizes = {"stress": 0, "shortest_path": 0}
     if "stress" in chosen:
         if tests.strip().lower() in ("all", "none", ""):
-            raise JobError(
+            raise BadInputError(
                 "--tests all: the number of tests depends on the installed stress-ng; give a count"
             )
         sizes["stress"] = parse_positive_int(tests, "--tests")
@@ -66,10 +66,10 @@ def plan_shards(origins: np.ndarray, shard_count: int) -> list[dict[str, Any]]:
     A shard of consecutive ids is written as a range ``{"first": a, "last": b, "count": n}`` so that a
     plan over all nodes of a large graph stays small; any other shard lists its ``origins``.
 
-    :raises JobError: when there are fewer origins than shards.
+    :raises BadInputError: when there are fewer origins than shards.
     """
     if shard_count > origins.shape[0]:
-        raise JobError(
+        raise BadInputError(
             f"--shards {shard_count}: only {origins.shape[0]} origins to share; every shard needs at least one"
         )
     shards: list[dict[str, Any]] = []

@@ -15,7 +15,7 @@ from typing import Any
 
 import fsspec
 
-from batch_fanout_job.errors import JobError
+from batch_fanout_job.errors import BadInputError, JobError
 
 RESULTS_URI_VARIABLE = "RESULTS_URI"
 RUN_PREFIX_VARIABLE = "RUN_PREFIX"
@@ -137,6 +137,22 @@ class RunStore:
         if self.exists(key):
             self.fs.rm(self.path(key))
 
+    def delete_folder(self, key: str) -> list[str]:
+        """Remove every object below ``key`` (a folder), and return the keys removed.
+
+        :raises JobError: naming the folder when an object cannot be removed.
+        """
+        prefix = self.path(key).rstrip("/") + "/"
+        try:
+            found = sorted(path for path in self.fs.find(prefix) if path.startswith(prefix))
+            if found:
+                self.fs.rm(found)
+            if self._local and os.path.isdir(prefix):
+                self.fs.rm(prefix, recursive=True)
+        except OSError as error:
+            raise JobError(f"cannot withdraw {self.uri(key)}/: {error}") from error
+        return [f"{key}/{path[len(prefix) :]}" for path in found]
+
 
 def _protocols(fs: Any) -> tuple[str, ...]:
     protocol = fs.protocol
@@ -146,12 +162,16 @@ def _protocols(fs: Any) -> tuple[str, ...]:
 def open_uri(uri: str) -> bytes:
     """Read a whole input given by URI (``s3://``, ``file://``, ``https://`` or a plain path).
 
-    :raises JobError: naming the URI when it is missing or unreadable.
+    :raises BadInputError: naming the URI when it does not exist or names no known file system;
+        retrying cannot make it appear.
+    :raises JobError: when it exists but cannot be read (a network or permission failure may pass).
     """
     try:
         with fsspec.open(uri, "rb") as handle:
             return bytes(handle.read())
     except FileNotFoundError as error:
-        raise JobError(f"{uri} does not exist") from error
-    except (OSError, ValueError, ImportError) as error:
+        raise BadInputError(f"{uri} does not exist") from error
+    except (ValueError, ImportError) as error:
+        raise BadInputError(f"{uri} cannot be opened: {error}") from error
+    except OSError as error:
         raise JobError(f"{uri} cannot be read: {error}") from error

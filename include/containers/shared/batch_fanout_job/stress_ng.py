@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from batch_fanout_job.errors import JobError
+from batch_fanout_job.errors import BadInputError, JobError
 
 METHOD_LIST_MARKER = "cpu-method must be one of:"
 _METHOD = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -121,15 +121,15 @@ def check_test_line(line: str, line_number: int) -> StressTest:
 
     :param line: one line of ``stress-tests.txt``.
     :param line_number: its 1-based line number, for messages.
-    :raises JobError: naming the line and the option at fault.
+    :raises BadInputError: naming the line and the option at fault.
     """
     where = f"stress-tests.txt line {line_number} ({line.strip()!r})"
     if not line.strip():
-        raise JobError(f"stress-tests.txt line {line_number} is empty")
+        raise BadInputError(f"stress-tests.txt line {line_number} is empty")
     try:
         tokens = shlex.split(line, comments=False, posix=True)
     except ValueError as error:
-        raise JobError(f"{where}: cannot be split: {error}") from error
+        raise BadInputError(f"{where}: cannot be split: {error}") from error
     arguments: list[str] = []
     values: dict[str, str] = {}
     position = 0
@@ -142,37 +142,37 @@ def check_test_line(line: str, line_number: int) -> StressTest:
         option = _ALIASES.get(option, option)
         if option in REFUSED_OPTIONS or token in REFUSED_OPTIONS:
             reason = REFUSED_OPTIONS.get(option) or REFUSED_OPTIONS[token]
-            raise JobError(f"{where}: option {option} is refused: it {reason}")
+            raise BadInputError(f"{where}: option {option} is refused: it {reason}")
         if option not in ALLOWED_OPTIONS:
             kind = "option" if token.startswith("-") else "argument"
-            raise JobError(
+            raise BadInputError(
                 f"{where}: {kind} {token!r} is not allowed (allowed: {', '.join(ALLOWED_OPTIONS)})"
             )
         if option in values:
-            raise JobError(f"{where}: option {option} is given twice")
+            raise BadInputError(f"{where}: option {option} is given twice")
         check = ALLOWED_OPTIONS[option]
         if check is None:
             if inline_value is not None:
-                raise JobError(f"{where}: option {option} takes no value")
+                raise BadInputError(f"{where}: option {option} takes no value")
             arguments.append(option)
             values[option] = ""
             position += 1
             continue
         if inline_value is None:
             if position + 1 >= len(tokens):
-                raise JobError(f"{where}: option {option} needs a value")
+                raise BadInputError(f"{where}: option {option} needs a value")
             inline_value = tokens[position + 1]
             position += 1
         if not check(inline_value):
-            raise JobError(f"{where}: option {option} has a bad value {inline_value!r}")
+            raise BadInputError(f"{where}: option {option} has a bad value {inline_value!r}")
         arguments.extend([option, inline_value])
         values[option] = inline_value
         position += 1
     for required in ("--cpu", "--cpu-method"):
         if required not in values:
-            raise JobError(f"{where}: option {required} is required")
+            raise BadInputError(f"{where}: option {required} is required")
     if "--timeout" not in values and "--cpu-ops" not in values:
-        raise JobError(f"{where}: give -t/--timeout or --cpu-ops so that the test ends")
+        raise BadInputError(f"{where}: give -t/--timeout or --cpu-ops so that the test ends")
     return StressTest(
         line=line.strip(), arguments=arguments, method=values["--cpu-method"], stressors=int(values["--cpu"])
     )
