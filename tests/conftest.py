@@ -47,6 +47,11 @@ os.environ.update(
 )
 for _inherited in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
     os.environ.pop(_inherited, None)
+# Airflow appends its DAGS_FOLDER to sys.path, so DAG files import the project's helpers
+# (``batch_fanout_project``) by name; appended, not prepended, as Airflow does, so that the DAG file
+# ``batch_fanout.py`` never shadows the installed provider package of the same name.
+if str(REPO_ROOT / "dags") not in sys.path:
+    sys.path.append(str(REPO_ROOT / "dags"))
 
 AWS_CONN_ID = "batch_fanout_aws"
 

@@ -13,7 +13,6 @@ Run as AWS Batch runs it::
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import hashlib
 import os
 import platform
@@ -25,10 +24,11 @@ from importlib import metadata
 from typing import Any
 
 from batch_fanout_job.errors import BadInputError, JobError
-from batch_fanout_job.limits import check_grid_fits
+from batch_fanout_job.limits import check_graph_text_fits, check_grid_fits
 from batch_fanout_job.plan import parse_positive_int, parse_workloads, plan_shards
 from batch_fanout_job.runtime import log_event, parse_optional, run_cli
 from batch_fanout_job.store import RunStore, open_uri
+from batch_fanout_job.stress_ng import select_methods
 
 JOB = "leader"
 MANIFEST_VERSION = 1
@@ -79,28 +79,6 @@ def parse_duration(text: str) -> str:
             f"--stress-duration {text!r}: expected a positive number of seconds, e.g. 60 or 60s"
         )
     return text if text[-1] in "smhd" else f"{text}s"
-
-
-def select_methods(available: Sequence[str], include: str | None, exclude: str | None) -> list[str]:
-    """Filter the methods by include and exclude lists of names or globs, keeping stress-ng's order.
-
-    :raises BadInputError: when an include entry matches no method.
-    """
-    selected = list(available)
-    if include is not None and include.lower() == "all":
-        include = None
-    if include is not None:
-        patterns = [pattern.strip() for pattern in include.split(",") if pattern.strip()]
-        for pattern in patterns:
-            if not fnmatch.filter(available, pattern):
-                raise BadInputError(f"--methods: {pattern!r} matches no CPU method of this stress-ng")
-        selected = [method for method in selected if any(fnmatch.fnmatchcase(method, p) for p in patterns)]
-    if exclude is not None:
-        patterns = [pattern.strip() for pattern in exclude.split(",") if pattern.strip()]
-        selected = [
-            method for method in selected if not any(fnmatch.fnmatchcase(method, p) for p in patterns)
-        ]
-    return selected
 
 
 def plan_stress_tests(  # noqa: PLR0917
@@ -182,7 +160,7 @@ def load_graph(
     graph_spec: str | None, grid: str | None, edge_probability: str | None, seed: str | None
 ) -> tuple[Any, dict[str, Any]]:
     """Read or generate the graph; return it with its description for the manifest."""
-    from batch_fanout_job.graphs import generate_road_grid, read_dimacs
+    from batch_fanout_job.graphs import decompress_if_gzip, generate_road_grid, read_dimacs
 
     if graph_spec is None or graph_spec.lower() == "generate":
         rows, columns = parse_grid(grid or DEFAULT_GRID)
@@ -212,7 +190,10 @@ def load_graph(
         }
     else:
         uri = graph_spec if "://" in graph_spec else os.path.abspath(graph_spec)
-        build = read_dimacs(open_uri(uri), uri)
+        text = decompress_if_gzip(open_uri(uri), uri)
+        # Refused with its bound, rather than killed for memory half way through parsing.
+        check_graph_text_fits(len(text), f"--graph {uri}")
+        build = read_dimacs(text, uri)
         description = {"source": uri}
     description.update(
         {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -97,7 +98,7 @@ def test_a_failing_aggregator_withdraws_the_report_before_it_reads_anything(
 
 
 # (column, value given to origin 1, or a whole-field replacement) and the problem the aggregator names.
-FORGED = [
+FORGED: list[tuple[Any, str]] = [
     (("distance_sum", -9223372036854775800), "origin 1: distance_sum -9223372036854775800 is not in 11..44"),
     (("eccentricity", 2**70), f"origin 1: eccentricity {2**70} is not in 0..28 ((nodes - 1) x max cost)"),
     (("reachable", 6), "origin 1: reachable 6 is not in 1..5 (the graph's nodes)"),

@@ -7,11 +7,12 @@ which method; and PyYAML's ``safe_load`` reads ``date-yyyy-mm-dd: 2026:11:21`` a
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,3 +259,31 @@ def metrics_from_yaml(document: Any, stressor: str = "cpu") -> tuple[dict[str, f
         raise JobError("stress-ng YAML output has no bogo-ops")
     system_info = document.get("system-info") or {}
     return metrics, {str(key): str(value) for key, value in system_info.items()}
+
+
+def select_methods(available: Sequence[str], include: str | None, exclude: str | None) -> list[str]:
+    """Filter the methods by include and exclude lists of names or globs, keeping stress-ng's order.
+
+    The leader plans its tests with it, and a DAG's preflight check with the same list when the
+    Airflow worker has stress-ng.
+
+    :param available: the CPU methods of stress-ng, in its order.
+    :param include: comma-separated names or globs (None or ``all``: every method).
+    :param exclude: comma-separated names or globs to leave out (None: none).
+    :raises BadInputError: when an include entry matches no method.
+    """
+    selected = list(available)
+    if include is not None and include.lower() == "all":
+        include = None
+    if include is not None:
+        patterns = [pattern.strip() for pattern in include.split(",") if pattern.strip()]
+        for pattern in patterns:
+            if not fnmatch.filter(available, pattern):
+                raise BadInputError(f"--methods: {pattern!r} matches no CPU method of this stress-ng")
+        selected = [method for method in selected if any(fnmatch.fnmatchcase(method, p) for p in patterns)]
+    if exclude is not None:
+        patterns = [pattern.strip() for pattern in exclude.split(",") if pattern.strip()]
+        selected = [
+            method for method in selected if not any(fnmatch.fnmatchcase(method, p) for p in patterns)
+        ]
+    return selected
