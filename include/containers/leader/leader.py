@@ -24,7 +24,7 @@ from importlib import metadata
 from typing import Any
 
 from batch_fanout_job.errors import BadInputError, JobError
-from batch_fanout_job.limits import check_graph_text_fits, check_grid_fits
+from batch_fanout_job.limits import check_graph_text_fits, check_grid_fits, largest_graph_text_bytes
 from batch_fanout_job.plan import parse_positive_int, parse_workloads, plan_shards
 from batch_fanout_job.runtime import log_event, parse_optional, run_cli
 from batch_fanout_job.store import RunStore, open_uri
@@ -190,8 +190,9 @@ def load_graph(
         }
     else:
         uri = graph_spec if "://" in graph_spec else os.path.abspath(graph_spec)
-        text = decompress_if_gzip(open_uri(uri), uri)
-        # Refused with its bound, rather than killed for memory half way through parsing.
+        # Refused with its bound, rather than killed for memory half way through parsing; a gzip file
+        # is expanded no further than one byte past the bound.
+        text = decompress_if_gzip(open_uri(uri), uri, limit=largest_graph_text_bytes())
         check_graph_text_fits(len(text), f"--graph {uri}")
         build = read_dimacs(text, uri)
         description = {"source": uri}

@@ -10,7 +10,7 @@ import pytest
 
 from batch_fanout_job.errors import EXIT_BAD_INPUT
 from batch_fanout_job.graphs import INT64_MAX, parse_dimacs
-from batch_fanout_job.limits import LEADER_MEMORY_MIB, grid_memory_mib
+from batch_fanout_job.limits import LEADER_MEMORY_MIB, grid_memory_mib, largest_graph_text_bytes
 
 
 def run_children(start_job, module: str, args: list[str], environ_for_index, count: int) -> None:
@@ -221,3 +221,28 @@ def test_a_child_refuses_a_graph_archive_beyond_the_bound(run_job, run_store, ba
     assert result.returncode == EXIT_BAD_INPUT
     assert f"nodes x max cost = {4 * 2**62} must be below {INT64_MAX}" in result.stderr
     assert not (folder / "shortest_paths").exists()
+
+
+def test_a_graph_whose_text_is_beyond_the_memory_bound_is_refused_without_expanding_it(
+    run_job, run_store, leader_command, batch_env, tmp_path
+) -> None:
+    """A small gzip file that expands past what the leader can parse: refused with its bound."""
+    import gzip
+
+    uri, prefix, folder = run_store
+    bound = largest_graph_text_bytes()
+    graph = tmp_path / "bomb.gr.gz"
+    with gzip.open(graph, "wb", compresslevel=9) as handle:
+        handle.write(b"p sp 2 1\na 1 2 1\n")
+        handle.write(b"c" + b" " * (2 * bound))
+    assert graph.stat().st_size < bound // 100
+    result = run_job(
+        "leader", leader_command(workloads="shortest_path", graph=str(graph)), batch_env(uri, prefix)
+    )
+    assert result.returncode == EXIT_BAD_INPUT, result.stderr
+    assert f"reading {bound + 1} bytes of DIMACS text needs about" in result.stderr
+    assert (
+        f"more than the leader's {LEADER_MEMORY_MIB} MiB: the leader reads at most {bound} bytes"
+        in result.stderr
+    )
+    assert not folder.exists()

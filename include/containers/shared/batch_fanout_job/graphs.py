@@ -60,15 +60,20 @@ class GraphBuild:
     merged_duplicate_arcs: int
 
 
-def decompress_if_gzip(data: bytes, name: str) -> bytes:
+def decompress_if_gzip(data: bytes, name: str, limit: int | None = None) -> bytes:
     """Return ``data`` gunzipped when it starts with the gzip magic bytes.
 
-    :raises JobError: naming the input when the gzip stream is truncated or corrupt.
+    :param data: the file's bytes.
+    :param name: the input's name for error messages.
+    :param limit: when given, stop after ``limit + 1`` bytes of text: a caller that refuses more than
+        ``limit`` bytes never holds all of a file that expands beyond it (a gzip bomb).
+    :raises BadInputError: naming the input when the gzip stream is truncated or corrupt.
     """
     if not data.startswith(GZIP_MAGIC):
         return data
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            return stream.read(-1 if limit is None else limit + 1)
     except (OSError, EOFError, zlib.error) as error:
         raise BadInputError(f"{name}: corrupt or truncated gzip data: {error}") from error
 
