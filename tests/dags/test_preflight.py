@@ -264,3 +264,74 @@ def test_an_s3_graph_is_read_through_the_connection(s3_connection: str) -> None:
     assert f"graph: {missing} (connection '{CONN}') does not exist" in str(error)
     error = refused({**SHORTEST_PATH_DEFAULTS, "graph": "s3://no-such-bucket/g.gr"})
     assert "the bucket 'no-such-bucket' does not exist" in str(error)
+
+
+# --- in a DAG run on the local endpoint ------------------------------------------------------------------
+
+
+def _preflight_dag(dag_id: str, job_name: str, aws_conn_id: str) -> Any:
+    """A preflight task ahead of a submission, as the project's DAGs put it: params in, nothing out."""
+    import datetime
+
+    from airflow.sdk import DAG, Param, get_current_context, task
+
+    from batch_fanout.operators.batch import BatchFanoutOperator
+
+    with DAG(
+        dag_id,
+        schedule=None,
+        start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        params={"graph": Param("generate", type="string"), "shards": Param(2, type="integer")},
+    ) as dag:
+
+        @task(retries=0)
+        def preflight() -> None:
+            check_run_params(get_current_context()["params"], aws_conn_id=aws_conn_id)
+
+        submit = BatchFanoutOperator(
+            task_id="submit",
+            job_name=job_name,
+            job_definition=job_name,
+            job_queue="batch-fanout-queue",
+            poll_interval=0.2,
+            aws_conn_id=aws_conn_id,
+            retries=0,
+        )
+        preflight() >> submit
+    return dag
+
+
+@pytest.mark.slow
+def test_a_run_refused_by_the_preflight_submits_no_job(
+    run_dag: Any, aws_connection: str, batch_client: Any, graph_file: Path, tmp_path: Path
+) -> None:
+    import uuid
+
+    job_name = f"preflight-{uuid.uuid4().hex[:10]}"
+    batch_client.register_job_definition(
+        jobDefinitionName=job_name,
+        type="container",
+        containerProperties={
+            "image": "local/batch-fanout/leader:latest",
+            "command": ["python", "-c", "pass"],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "128"}],
+        },
+    )
+
+    def jobs_of_the_run() -> list[str]:
+        listed = batch_client.list_jobs(
+            jobQueue="batch-fanout-queue", filters=[{"name": "JOB_NAME", "values": [job_name]}]
+        )
+        return [job["jobId"] for job in listed["jobSummaryList"]]
+
+    dag = _preflight_dag(f"{job_name}-dag", job_name, aws_connection)
+    missing = (tmp_path / "absent.gr").as_uri()
+    refused_run = run_dag(dag, conf={"graph": missing})
+    assert refused_run.get_task_instance("preflight").state == "failed"
+    assert refused_run.get_task_instance("submit").state == "upstream_failed"
+    assert jobs_of_the_run() == []
+
+    # The same DAG with a graph that exists submits its job: the check, not the DAG, refused the run.
+    accepted_run = run_dag(dag, conf={"graph": graph_file.as_uri(), "shards": 5})
+    assert accepted_run.get_task_instance("submit").state == "success"
+    assert len(jobs_of_the_run()) == 1
