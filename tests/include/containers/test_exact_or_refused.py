@@ -37,6 +37,14 @@ def write_graph(tmp_path: Path, text: str) -> Path:
         ("0x10", "line 3: cost '0x10' is not an integer"),
         ("-5", "line 3: cost -5 is negative"),
         (
+            "9" * 5000,
+            "line 3: cost '9999999999999999999999999999999999999999'... (5000 characters) (5000 digits) could",
+        ),
+        (
+            "-" + "9" * 5000,
+            "line 3: cost '-999999999999999999999999999999999999999'... (5001 characters) is negative",
+        ),
+        (
             str(2**63),
             f"line 3: max cost {2**63} with 3 nodes could overflow a distance: nodes x max cost = "
             f"{3 * 2**63} must be below {INT64_MAX} (2^63 - 1, int64)",
@@ -68,7 +76,12 @@ def test_a_plus_sign_is_an_integer_cost() -> None:
         ("a 1_0 2 1", "line 2: node id '1_0' is not a positive integer"),
         ("a +-1 2 1", "line 2: node id '+-1' is not a positive integer"),
         ("a -1 2 1", "line 2: node id '-1' is not a positive integer"),
-        ("a 1 99999999999999999999999 1", "line 2: node id 99999999999999999999999 is out of range 1..3"),
+        ("a 1 99999999999999999999999 1", "line 2: node id '99999999999999999999999' is out of range 1..3"),
+        ("a 1 99999999999 1", "line 2: node id 99999999999 is out of range 1..3"),
+        (
+            f"a 1 {'9' * 5000} 1",
+            "line 2: node id '9999999999999999999999999999999999999999'... (5000 characters)",
+        ),
     ],
 )
 def test_a_bad_node_id_is_refused_naming_its_line(  # noqa: PLR0917

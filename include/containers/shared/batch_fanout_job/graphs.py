@@ -27,6 +27,13 @@ MAX_NODES = int(np.iinfo(np.int32).max)
 # ASCII only (the text is decoded as ASCII first): no Unicode digits, no "1_000", no "--5".
 _COST = re.compile(r"[+-]?[0-9]+")
 _NODE_ID = re.compile(r"\+?[0-9]+")
+# No id, count or cost that fits int64 has more digits (and int() refuses more than 4,300).
+_MAX_DIGITS = 19
+
+
+def _short(text: str) -> str:
+    """``repr`` of a field for a message, cut short: a line may hold a megabyte of digits."""
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + f"... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -132,21 +139,34 @@ def parse_dimacs(data: bytes, name: str) -> tuple[int, np.ndarray, np.ndarray, n
                 raise BadInputError(f"{name}: line {line_number}: arc before the problem line 'p sp N M'")
             if len(fields) != 4:
                 raise BadInputError(
-                    f"{name}: line {line_number}: expected 'a FROM TO COST', got {line.strip()!r}"
+                    f"{name}: line {line_number}: expected 'a FROM TO COST', got {_short(line.strip())}"
                 )
             for text_id in (fields[1], fields[2]):
                 if not _NODE_ID.fullmatch(text_id):
                     raise BadInputError(
-                        f"{name}: line {line_number}: node id {text_id!r} is not a positive integer: "
-                        f"{line.strip()!r}"
+                        f"{name}: line {line_number}: node id {_short(text_id)} is not a positive integer: "
+                        f"{_short(line.strip())}"
+                    )
+                if len(text_id) > _MAX_DIGITS:  # int() refuses beyond 4,300 digits; no id has 20
+                    raise BadInputError(
+                        f"{name}: line {line_number}: node id {_short(text_id)} is out of range 1..{node_count} "
+                        "(from the problem line)"
                     )
             tail, head = int(fields[1]), int(fields[2])
             cost_text = fields[3]
             if not _COST.fullmatch(cost_text):
                 raise BadInputError(
-                    f"{name}: line {line_number}: cost {cost_text!r} is not an integer (an optional "
+                    f"{name}: line {line_number}: cost {_short(cost_text)} is not an integer (an optional "
                     "sign, then digits; costs are non-negative integers)"
                 )
+            if len(cost_text.lstrip("+-")) > _MAX_DIGITS and not cost_text.startswith("-"):
+                raise BadInputError(
+                    f"{name}: line {line_number}: cost {_short(cost_text)} ({len(cost_text)} digits) could "
+                    f"overflow a distance: nodes x max cost must be below {INT64_MAX} (2^63 - 1, int64), "
+                    f"so costs on this graph must be at most {(INT64_MAX - 1) // node_count}"
+                )
+            if len(cost_text.lstrip("+-")) > _MAX_DIGITS:
+                raise BadInputError(f"{name}: line {line_number}: cost {_short(cost_text)} is negative")
             cost = int(cost_text)
             if cost < 0:
                 raise BadInputError(f"{name}: line {line_number}: cost {cost} is negative")
@@ -170,7 +190,12 @@ def parse_dimacs(data: bytes, name: str) -> tuple[int, np.ndarray, np.ndarray, n
                 )
             if len(fields) != 4 or fields[1] != "sp" or not fields[2].isdigit() or not fields[3].isdigit():
                 raise BadInputError(
-                    f"{name}: line {line_number}: expected 'p sp NODES ARCS', got {line.strip()!r}"
+                    f"{name}: line {line_number}: expected 'p sp NODES ARCS', got {_short(line.strip())}"
+                )
+            if max(len(fields[2]), len(fields[3])) > _MAX_DIGITS:
+                raise BadInputError(
+                    f"{name}: line {line_number}: {_short(line.strip())} declares more nodes or arcs than "
+                    f"{MAX_NODES} nodes (node indices are int32) can have"
                 )
             node_count, declared_arcs, header_line = int(fields[2]), int(fields[3]), line_number
             check_distance_bound(node_count, 0, f"{name}: line {line_number}")
