@@ -507,11 +507,11 @@ def parse_tolerated(text: str | None) -> int:
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    tolerated = parse_tolerated(parse_optional(args.tolerated_failures))
     store = RunStore.from_environ(environ)
-    # Withdraw every earlier report file first, before reading anything: whatever happens next (a
-    # missing manifest, a bad output, a crash), no report of any kind is left that looks current.
+    # Withdraw every earlier report file first, before reading anything: whatever happens next (a bad
+    # option, a missing manifest, a bad output, a crash), no report of any kind is left that looks current.
     withdrawn = store.delete_folder(REPORT_FOLDER)
+    tolerated = parse_tolerated(parse_optional(args.tolerated_failures))
     manifest = store.read_json("manifest.json")
     check_manifest(manifest, store.uri("manifest.json"))
     log_event(

@@ -97,6 +97,13 @@ def test_a_failing_aggregator_withdraws_the_report_before_it_reads_anything(
     assert not (folder / "report").exists()
 
 
+def test_a_bad_option_withdraws_the_report_too(reported_run, run_job, batch_env) -> None:
+    uri, prefix, folder, _ = reported_run
+    result = run_job("aggregator", ["--tolerated-failures", "many"], batch_env(uri, prefix))
+    assert result.returncode == 65 and "--tolerated-failures 'many'" in result.stderr
+    assert report_files(folder) == set()
+
+
 # (column, value given to origin 1, or a whole-field replacement) and the problem the aggregator names.
 FORGED: list[tuple[Any, str]] = [
     (("distance_sum", -9223372036854775800), "origin 1: distance_sum -9223372036854775800 is not in 11..44"),
