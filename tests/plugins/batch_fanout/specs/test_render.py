@@ -86,6 +86,8 @@ def test_resilience_settings_of_every_job(specs_dir: Path) -> None:
         assert request["retryStrategy"] == {
             "attempts": 3,
             "evaluateOnExit": [
+                # The jobs' bad-input exit code is never retried (batch_fanout_job.errors).
+                {"onExitCode": "65", "action": "EXIT"},
                 {"onStatusReason": "Host EC2*", "action": "RETRY"},
                 {"onReason": "*", "action": "EXIT"},
             ],
