@@ -233,14 +233,20 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from batch_fanout.local.runner import default_containers_dir
+    from batch_fanout.local.images import containers_dir_for
     from batch_fanout.local.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_dir = Path(args.data_dir).resolve()
+    try:
+        containers_dir = containers_dir_for(data_dir, args.containers_dir)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return serve(
-        Path(args.data_dir).resolve(),
+        data_dir,
         args.port,
-        Path(args.containers_dir).resolve() if args.containers_dir else default_containers_dir(),
+        containers_dir,
         vcpus=args.vcpus,
         kill_grace_seconds=(
             args.kill_grace_seconds if args.kill_grace_seconds is not None else DEFAULT_KILL_GRACE_SECONDS
@@ -298,7 +304,13 @@ def _common(parser: argparse.ArgumentParser, with_port: bool) -> None:
         parser.add_argument(
             "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default: {DEFAULT_PORT})"
         )
-        parser.add_argument("--containers-dir", help="folder of image folders (default: include/containers)")
+        parser.add_argument(
+            "--containers-dir",
+            help=(
+                "folder of image folders; else $BATCH_FANOUT_CONTAINERS_DIR, else containersDir in "
+                "<data-dir>/settings.json"
+            ),
+        )
         parser.add_argument(
             "--vcpus", type=int, help="vCPUs of the default compute environment (default: CPU count)"
         )

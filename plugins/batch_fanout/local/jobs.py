@@ -14,6 +14,7 @@ OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 EXITED_REASON = "Essential container in task exited"
 TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 RESTART_REASON = "Attempt interrupted: the local endpoint restarted while the attempt was running"
+GONE_REASON = "Attempt interrupted: its supervisor ended without recording how the job ended"
 STOP_REASON = "Attempt interrupted: the local endpoint was stopped while the attempt was running"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from batch_fanout.local import ACCOUNT_ID, LOG_GROUP_NAME
 from batch_fanout.local.engine import Engine
 from batch_fanout.local.errors import ApiError
-from batch_fanout.local.runner import read_log_events
+from batch_fanout.local.logfile import read_log_events
 
 MAX_EVENTS = 10_000
 MAX_STREAMS_PAGE = 50
@@ -50,11 +50,10 @@ class LogsApi:
             raise _not_found(f"The specified log group does not exist: {group}")
 
     def _stream_events(self, stream: str) -> list[dict[str, Any]]:
-        with self.engine.lock:
-            entry = self.engine.streams.get(stream)
-        if entry is None:
+        path = self.engine.log_file(stream)
+        if path is None:
             raise _not_found(f"The specified log stream does not exist: {stream}")
-        return read_log_events(self.engine.logs_dir / f"{entry[0]}.log")
+        return read_log_events(path)
 
     def get_log_events(self, params: dict[str, Any], region: str) -> dict[str, Any]:
         self._check_group(params)
@@ -91,8 +90,7 @@ class LogsApi:
         return {"events": page, "nextForwardToken": f"f/{last}", "nextBackwardToken": f"b/{first}"}
 
     def _matching_streams(self, params: dict[str, Any]) -> list[tuple[str, int]]:
-        with self.engine.lock:
-            streams = [(name, entry[1]) for name, entry in self.engine.streams.items()]
+        streams = self.engine.stream_names()
         names = params.get("logStreamNames")
         prefix = params.get("logStreamNamePrefix")
         if names:
@@ -110,11 +108,11 @@ class LogsApi:
         start, end = params.get("startTime"), params.get("endTime")
         collected: list[dict[str, Any]] = []
         for name, _ in sorted(self._matching_streams(params)):
-            with self.engine.lock:
-                entry = self.engine.streams.get(name)
-            if entry is None:
+            path = self.engine.log_file(name)
+            if path is None:
                 continue
-            for number, event in enumerate(read_log_events(self.engine.logs_dir / f"{entry[0]}.log")):
+            attempt_id = path.name.removesuffix(".log")
+            for number, event in enumerate(read_log_events(path)):
                 if start is not None and event["timestamp"] < start:
                     continue
                 if end is not None and event["timestamp"] > end:
@@ -127,7 +125,7 @@ class LogsApi:
                         "timestamp": event["timestamp"],
                         "message": event["message"],
                         "ingestionTime": event["timestamp"],
-                        "eventId": f"{entry[0]}-{number}",
+                        "eventId": f"{attempt_id}-{number}",
                     }
                 )
         collected.sort(key=lambda event: event["timestamp"])

@@ -225,7 +225,7 @@ class RequestHandler(BaseHTTPRequestHandler):
 def serve(
     data_dir: Path,
     port: int,
-    containers_dir: Path,
+    containers_dir: Path | None,
     *,
     vcpus: int | None = None,
     kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS,
@@ -239,7 +239,7 @@ def serve(
 
     :param data_dir: the data directory
     :param port: the TCP port on 127.0.0.1 (0 picks a free one)
-    :param containers_dir: the folder of image folders
+    :param containers_dir: the folder of image folders (``None``: only ``images.json`` resolves)
     :param vcpus: the default compute environment's vCPUs
     :param kill_grace_seconds: time between SIGTERM and SIGKILL when an attempt is stopped
     :param max_log_bytes: the size at which a log stream is cut

@@ -1,15 +1,18 @@
-"""Nothing is lost: ``kill -9`` of the endpoint in the middle of an array, and a graceful stop."""
+"""Jobs outlive the endpoint: ``kill -9`` of it in the middle of an array redoes nothing; a graceful
+stop stops and records the running attempts."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from batch_fanout.local.testing import start_endpoint
+from batch_fanout.local.testing import EndpointHandle, start_endpoint
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/batch-fanout/testjob:latest"
 QUEUE = "batch-fanout-queue"
@@ -31,7 +34,8 @@ def _statuses(batch: Any, ids: list[str]) -> dict[str, str]:
 
 
 def _submit_array(batch: Any, folder: Path, size: int, retries: int | None) -> str:
-    """An array whose children 0 and 1 finish at once and the others wait for ``folder/release``."""
+    """An array whose children write their pid, print a line, wait for ``folder/release``, then print
+    100 more lines and a last one (so that a log cut short shows)."""
     folder.mkdir(exist_ok=True)
     definition = batch.register_job_definition(
         jobDefinitionName="recovery",
@@ -42,9 +46,10 @@ def _submit_array(batch: Any, folder: Path, size: int, retries: int | None) -> s
                 "python",
                 "testjob.py",
                 f"pidfile:{folder}",
-                "exit-index:0:0",
-                "exit-index:1:0",
+                "print:before",
                 f"wait:{folder / 'release'}",
+                "lines:100:40",
+                "print:after",
             ],
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "128"}],
         },
@@ -61,54 +66,117 @@ def _submit_array(batch: Any, folder: Path, size: int, retries: int | None) -> s
     )
 
 
+def _wait_running(batch: Any, children: list[str], folder: Path, until: Until) -> None:
+    """Until every child runs and its job process has started (its pid file is there)."""
+    until(
+        lambda: (
+            set(_statuses(batch, children).values()) == {"RUNNING"}
+            and len(list(folder.glob("*-1.pid"))) == len(children)
+        ),
+        timeout=60,
+        what="every child to run",
+    )
+
+
+def _complete_log(read_log: Callable[[str], list[str]], stream: str) -> bool:
+    return read_log(stream) == ["before", *["x" * 40] * 100, "after"]
+
+
+def _read_log(handle: EndpointHandle) -> Callable[[str], list[str]]:
+    logs = handle.client("logs")
+
+    def read(stream: str) -> list[str]:
+        events = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream, startFromHead=True)
+        return [event["message"] for event in events["events"]]
+
+    return read
+
+
 @pytest.mark.slow
-def test_kill_9_in_the_middle_of_an_array_loses_nothing(
+def test_kill_9_in_the_middle_of_a_40_child_array_redoes_nothing(
     tmp_path: Path, containers_dir: Path, until: Until
 ) -> None:
     data_dir = tmp_path / "data"
-    handle = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=6, kill_grace_seconds=2)
+    folder = tmp_path / "array"
+    handle = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=40, kill_grace_seconds=2)
     try:
         batch = handle.client("batch")
-        retried = _submit_array(batch, tmp_path / "retried", size=6, retries=2)
-        plain = _submit_array(batch, tmp_path / "plain", size=4, retries=None)
-        retried_children = [f"{retried}:{index}" for index in range(6)]
-        plain_children = [f"{plain}:{index}" for index in range(4)]
-        expected = ["SUCCEEDED"] * 2 + ["RUNNING"] * 4 + ["SUCCEEDED"] * 2 + ["RUNNING"] * 2
-        until(
-            lambda: list(_statuses(batch, retried_children + plain_children).values()) == expected,
-            what="the first children done and the others running",
-        )
-        old_pids = [int((tmp_path / "retried" / f"{index}-1.pid").read_text()) for index in range(2, 6)]
+        parent = _submit_array(batch, folder, size=40, retries=None)
+        children = [f"{parent}:{index}" for index in range(40)]
+        _wait_running(batch, children, folder, until)
+        job_pids = [int(path.read_text()) for path in folder.glob("*-1.pid")]
         handle.kill()
     except BaseException:
         handle.stop()
         raise
 
-    restarted = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=6, kill_grace_seconds=2)
+    # The jobs run on without the endpoint and finish while it is down; their supervisors record it.
+    assert all(_alive(pid) for pid in job_pids)
+    (folder / "release").touch()
+    until(
+        lambda: len(list((data_dir / "logs").glob("*.status.json"))) == 40,
+        timeout=60,
+        what="every child's supervisor to record its exit",
+    )
+
+    restarted = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=40, kill_grace_seconds=2)
     try:
         batch = restarted.client("batch")
-        until(lambda: not any(_alive(pid) for pid in old_pids), what="the orphaned attempts to be killed")
-        jobs = {job["jobId"]: job for job in batch.describe_jobs(jobs=[retried, *retried_children])["jobs"]}
-        assert set(jobs) == {retried, *retried_children}
-        for child in retried_children[:2]:
-            assert jobs[child]["status"] == "SUCCEEDED"
-            assert len(jobs[child]["attempts"]) == 1
-        for child in retried_children[2:]:
-            assert jobs[child]["attempts"][0]["statusReason"] == RESTART
-            assert jobs[child]["status"] in ("RUNNABLE", "STARTING", "RUNNING")
+        until(lambda: _statuses(batch, [parent])[parent] == "SUCCEEDED", what="the array")
+        jobs = [
+            job
+            for start in range(0, 40, 20)
+            for job in batch.describe_jobs(jobs=children[start : start + 20])["jobs"]
+        ]
+        assert [job["status"] for job in jobs] == ["SUCCEEDED"] * 40
+        assert [len(job["attempts"]) for job in jobs] == [1] * 40
+        assert {job["attempts"][0]["container"]["exitCode"] for job in jobs} == {0}
+        assert not [job for job in jobs if "interrupted" in job["attempts"][0]["statusReason"]]
+        read_log = _read_log(restarted)
+        assert all(_complete_log(read_log, job["container"]["logStreamName"]) for job in jobs)
+    finally:
+        restarted.stop()
 
-        plain_jobs = {job["jobId"]: job for job in batch.describe_jobs(jobs=[plain, *plain_children])["jobs"]}
-        assert [plain_jobs[child]["status"] for child in plain_children] == ["SUCCEEDED"] * 2 + ["FAILED"] * 2
-        for child in plain_children[2:]:
-            assert plain_jobs[child]["statusReason"] == RESTART
-            assert len(plain_jobs[child]["attempts"]) == 1
-        assert plain_jobs[plain]["status"] == "FAILED"
 
-        (tmp_path / "retried" / "release").touch()
-        until(lambda: _statuses(batch, [retried])[retried] == "SUCCEEDED", what="the retried array")
-        final = {job["jobId"]: job for job in batch.describe_jobs(jobs=retried_children)["jobs"]}
-        assert [len(final[child]["attempts"]) for child in retried_children] == [1, 1, 2, 2, 2, 2]
-        assert {final[child]["attempts"][1]["container"]["exitCode"] for child in retried_children[2:]} == {0}
+@pytest.mark.slow
+def test_a_restarted_endpoint_adopts_running_attempts_and_retries_only_those_whose_supervisor_is_gone(
+    tmp_path: Path, containers_dir: Path, until: Until
+) -> None:
+    data_dir = tmp_path / "data"
+    folder = tmp_path / "array"
+    handle = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4, kill_grace_seconds=2)
+    try:
+        batch = handle.client("batch")
+        parent = _submit_array(batch, folder, size=3, retries=2)
+        children = [f"{parent}:{index}" for index in range(3)]
+        _wait_running(batch, children, folder, until)
+        stream = batch.describe_jobs(jobs=[children[2]])["jobs"][0]["container"]["logStreamName"]
+        handle.kill()
+    except BaseException:
+        handle.stop()
+        raise
+
+    # Child 2 loses its supervisor too (as if the machine's OOM killer took it).
+    attempt_id = stream.rsplit("/", 1)[-1]
+    pids = json.loads((data_dir / "logs" / f"{attempt_id}.pid.json").read_text())
+    os.kill(pids["supervisor"][0], signal.SIGKILL)
+    until(lambda: not _alive(pids["supervisor"][0]), what="child 2's supervisor to die")
+    orphan = int((folder / "2-1.pid").read_text())
+
+    restarted = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4, kill_grace_seconds=2)
+    try:
+        batch = restarted.client("batch")
+        until(lambda: not _alive(orphan), what="child 2's orphaned job to be killed")
+        jobs = {job["jobId"]: job for job in batch.describe_jobs(jobs=children)["jobs"]}
+        assert [jobs[child]["status"] for child in children[:2]] == ["RUNNING", "RUNNING"]
+        assert [jobs[child]["attempts"] for child in children[:2]] == [[], []]
+        assert jobs[children[2]]["attempts"][0]["statusReason"] == RESTART
+        (folder / "release").touch()
+        until(lambda: _statuses(batch, [parent])[parent] == "SUCCEEDED", what="the array")
+        final = {job["jobId"]: job for job in batch.describe_jobs(jobs=children)["jobs"]}
+        assert [len(final[child]["attempts"]) for child in children] == [1, 1, 2]
+        read_log = _read_log(restarted)
+        assert all(_complete_log(read_log, final[child]["container"]["logStreamName"]) for child in children)
     finally:
         restarted.stop()
 

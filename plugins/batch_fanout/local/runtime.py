@@ -1,0 +1,288 @@
+"""Runtimes: how one attempt of a job becomes a supervised process, how it is stopped and found again.
+
+The interface is small on purpose (a container runtime adds one class):
+
+- ``Runtime.process_spec(request)``: turn an ``AttemptRequest`` (image, command, environment, limits)
+  into a ``ProcessSpec`` (argv, working directory, environment) that a supervisor runs. The ``process``
+  runtime resolves the image to its folder and runs the command there with the project's Python; a
+  container runtime would return ``podman run ... <image> <command>`` and must forward SIGTERM to its
+  container (``podman run`` and ``docker run`` do). ``LookupError`` means the image cannot be found
+  (``CannotPullContainerError``), ``ValueError`` that the command cannot be formed.
+- ``Supervision`` (shared by every runtime): ``launch`` starts a supervisor for a spec through the fork
+  server (``supervisor.py``) and returns a ``SupervisorHandle``; ``stop`` asks the supervisor to stop
+  the job (SIGTERM, SIGKILL after the grace) and ``kill`` to kill it now; ``find`` tells, after a
+  restart of the endpoint, whether an attempt finished (its status file), still runs (its supervisor,
+  recognised by pid and start time) or is gone; ``status`` reads the status file.
+
+Each attempt's files live in the logs folder: ``<attempt>.log``, ``<attempt>.pid.json``,
+``<attempt>.status.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from batch_fanout.local.images import ImageResolver
+from batch_fanout.local.supervisor import process_start_time
+
+log = logging.getLogger(__name__)
+
+# What a job inherits from the endpoint's own environment; the rest comes from its definition,
+# like a container, which starts from a clean environment.
+PASSED_ENVIRONMENT = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+SIGNAL_EXIT_BASE = 128
+
+
+def exit_code_of(returncode: int) -> int:
+    """The exit code a container reports: ``128 + signal`` for a process killed by a signal."""
+    return SIGNAL_EXIT_BASE - returncode if returncode < 0 else returncode
+
+
+@dataclass(frozen=True)
+class AttemptRequest:
+    """One attempt to run, as the scheduler sees it.
+
+    :param attempt_id: the attempt's id (names its log stream and its files)
+    :param image: the job definition's image
+    :param command: the command after parameter substitution
+    :param environment: the job's variables (definition, overrides, ``AWS_BATCH_*``)
+    :param vcpus: its vCPUs
+    :param memory_mib: its memory limit in MiB, 0 for none
+    :param timeout_seconds: ``timeout.attemptDurationSeconds``, or ``None``
+    """
+
+    attempt_id: str
+    image: str
+    command: list[str]
+    environment: dict[str, str]
+    vcpus: float
+    memory_mib: int
+    timeout_seconds: int | None
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A process for a supervisor to run: never through a shell."""
+
+    argv: list[str]
+    cwd: Path
+    environment: dict[str, str]
+
+
+class Runtime(Protocol):
+    """Turns an attempt into a process to supervise (see the module docstring)."""
+
+    name: str
+
+    def process_spec(self, request: AttemptRequest) -> ProcessSpec: ...
+
+
+def job_environment(variables: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a job: a few of the endpoint's, the project's Python first on PATH, then
+    ``variables`` (the definition's, the overrides' and the ``AWS_BATCH_*`` ones)."""
+    environment = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
+    python_bin = str(Path(sys.executable).parent)
+    environment["PATH"] = os.pathsep.join([python_bin, os.environ.get("PATH", os.defpath)])
+    environment["VIRTUAL_ENV"] = sys.prefix
+    environment.update(variables)
+    return environment
+
+
+class ProcessRuntime:
+    """The ``process`` runtime: the command runs with the project's Python in the image's folder.
+
+    :param images: how images resolve to folders
+    """
+
+    name = "process"
+
+    def __init__(self, images: ImageResolver) -> None:
+        self.images = images
+
+    def process_spec(self, request: AttemptRequest) -> ProcessSpec:
+        folder = self.images.resolve(request.image)
+        if not request.command:
+            raise ValueError("the job has no command")
+        return ProcessSpec(list(request.command), folder, job_environment(request.environment))
+
+
+@dataclass(frozen=True)
+class SupervisorHandle:
+    """A running supervisor: its pid and start time (clock ticks since boot)."""
+
+    attempt_id: str
+    pid: int
+    start_time: int | None
+
+
+@dataclass(frozen=True)
+class Found:
+    """What ``Supervision.find`` learnt about an attempt after a restart: exactly one field is set."""
+
+    status: dict[str, Any] | None = None
+    running: SupervisorHandle | None = None
+    gone: bool = False
+
+
+class ForkServer:
+    """The endpoint's side of ``python -m batch_fanout.local.supervisor``: one request, one answer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self._process is None or self._process.poll() is not None:
+            # Its own session: Ctrl-C in the endpoint's terminal does not reach it; it exits when its
+            # stdin (this end) closes, so a killed endpoint leaves no fork server behind.
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "batch_fanout.local.supervisor"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+            )
+        return self._process
+
+    def fork(self, spec: dict[str, Any]) -> tuple[int, int | None]:
+        """Start a supervisor for ``spec``: its pid and start time. ``OSError`` when it cannot."""
+        with self._lock:
+            for retry in (False, True):
+                process = self._started()
+                assert process.stdin is not None and process.stdout is not None
+                request_id = next(self._ids)
+                try:
+                    process.stdin.write(json.dumps({"id": request_id, "spec": spec}).encode() + b"\n")
+                    process.stdin.flush()
+                    line = process.stdout.readline()
+                except OSError:
+                    line = b""
+                if not line:
+                    process.kill()
+                    process.wait()
+                    if retry:
+                        raise OSError("the supervisor fork server exited")
+                    continue
+                answer = json.loads(line)
+                if "error" in answer:
+                    raise OSError(f"cannot fork a supervisor: {answer['error']}")
+                return int(answer["pid"]), answer.get("startTime")
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                assert self._process.stdin is not None
+                with contextlib.suppress(OSError):
+                    self._process.stdin.close()
+                self._process.wait(timeout=10)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _same_process(pid: int, start_time: int | None) -> bool:
+    return start_time is not None and process_start_time(pid) == start_time
+
+
+class Supervision:
+    """Starts, stops and finds per-attempt supervisors (see the module docstring).
+
+    :param logs_dir: where each attempt's log, pid and status files live
+    :param kill_grace_seconds: time from SIGTERM to SIGKILL when an attempt is stopped
+    :param max_log_bytes: the size at which a log stream is cut
+    """
+
+    def __init__(self, logs_dir: Path, kill_grace_seconds: float, max_log_bytes: int) -> None:
+        self.logs_dir = logs_dir
+        self.kill_grace_seconds = kill_grace_seconds
+        self.max_log_bytes = max_log_bytes
+        self.fork_server = ForkServer()
+
+    def log_path(self, attempt_id: str) -> Path:
+        return self.logs_dir / f"{attempt_id}.log"
+
+    def status_path(self, attempt_id: str) -> Path:
+        return self.logs_dir / f"{attempt_id}.status.json"
+
+    def pid_path(self, attempt_id: str) -> Path:
+        return self.logs_dir / f"{attempt_id}.pid.json"
+
+    def launch(self, request: AttemptRequest, spec: ProcessSpec) -> SupervisorHandle:
+        """Start a supervisor that runs ``spec`` with ``request``'s limits. ``OSError`` when it cannot."""
+        attempt_id = request.attempt_id
+        pid, start_time = self.fork_server.fork(
+            {
+                "argv": spec.argv,
+                "cwd": str(spec.cwd),
+                "env": spec.environment,
+                "logPath": str(self.log_path(attempt_id)),
+                "statusPath": str(self.status_path(attempt_id)),
+                "pidPath": str(self.pid_path(attempt_id)),
+                "maxLogBytes": self.max_log_bytes,
+                "killGraceSeconds": self.kill_grace_seconds,
+                "memoryMib": request.memory_mib,
+                "timeoutSeconds": request.timeout_seconds,
+            }
+        )
+        return SupervisorHandle(attempt_id, pid, start_time)
+
+    def status(self, attempt_id: str) -> dict[str, Any] | None:
+        """The status file of a finished attempt, or ``None`` while it runs."""
+        return _read_json(self.status_path(attempt_id))
+
+    def _signal(self, handle: SupervisorHandle, sig: int) -> None:
+        if _same_process(handle.pid, handle.start_time):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(handle.pid, sig)
+
+    def stop(self, handle: SupervisorHandle) -> None:
+        """Ask the supervisor to stop the job: SIGTERM to it, SIGKILL after the grace."""
+        self._signal(handle, signal.SIGTERM)
+
+    def kill(self, handle: SupervisorHandle) -> None:
+        """Ask the supervisor to kill the job now."""
+        self._signal(handle, signal.SIGUSR1)
+
+    def find(self, attempt_id: str, handle: SupervisorHandle | None) -> Found:
+        """After a restart: finished (status file), still running (supervisor alive) or gone.
+
+        A gone attempt's job process group, if it outlived its supervisor, is killed.
+        """
+        status = self.status(attempt_id)
+        if status is not None:
+            return Found(status=status)
+        pids = _read_json(self.pid_path(attempt_id)) or {}
+        supervisor = pids.get("supervisor")
+        if supervisor and _same_process(int(supervisor[0]), supervisor[1]):
+            return Found(running=SupervisorHandle(attempt_id, int(supervisor[0]), supervisor[1]))
+        if handle is not None and _same_process(handle.pid, handle.start_time):
+            return Found(running=handle)
+        job = pids.get("job")
+        if job and _same_process(int(job[0]), job[1]):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(job[0]), signal.SIGKILL)
+        # It may have written its status between the first look and now.
+        status = self.status(attempt_id)
+        return Found(status=status) if status is not None else Found(gone=True)
+
+    def close(self) -> None:
+        self.fork_server.close()
