@@ -1,32 +1,48 @@
-"""Benchmarks of the local AWS Batch endpoint; prints its figures (recorded in benchmarks/RESULTS.md).
+"""Benchmarks of the local AWS Batch endpoint; each figure is printed next to its target.
 
-- dependency gap: a dependency's ``stoppedAt`` to its dependent's ``startedAt``, plain and N_TO_N;
-- throughput of a 1,000-child array of a trivial command, and its ratio to starting the same 1,000
-  processes back to back with no endpoint;
-- median latency of DescribeJobs of 100 ids, and of ListJobs of a 10,000-child array.
+- ``N_TO_N`` release: child *i* of a dependent array starts when child *i* of its dependency ends; the
+  gap (``startedAt`` of the dependent minus ``stoppedAt`` of the dependency) per index band, from index
+  0 to the last (target: median under 5 ms in every band, so flat in *i*). The dependent array is in a
+  higher-priority queue, so that the slot its dependency frees is its own and the gap measures the
+  engine, not a queue for capacity;
+- plain dependency gap over a chain (target: median under 50 ms);
+- API latency (DescribeJobs of the parent, ListJobs of its running children) while 64 children run and
+  new ones keep starting as others end (target: median under 5 ms, p99 under 20 ms);
+- throughput of a 1,000-child array of ``true`` with 2 slots and with 64 slots (target: 64 slots at
+  least as fast as 2, and at least 200 children a second).
 
-Run: ``.venv/bin/python benchmarks/local_endpoint.py``
+Throughput and latency are measured in interleaved rounds (2 slots, 64 slots, latency, again), and the
+load average is printed with every figure. Run: ``.venv/bin/python benchmarks/local_endpoint.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
+import platform
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from batch_fanout.local.testing import running_endpoint
 
 QUEUE = "batch-fanout-queue"
-TRIVIAL_COMMAND = ["true"]
+IMAGE = "local/batch-fanout/bench:1"
 
 
-def _wait_done(batch: Any, job_id: str, timeout: float = 600.0) -> dict[str, Any]:
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}"
+
+
+def _wait_done(batch: Any, job_id: str, timeout: float = 1800.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
@@ -34,7 +50,7 @@ def _wait_done(batch: Any, job_id: str, timeout: float = 600.0) -> dict[str, Any
             return dict(job)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{job_id} did not finish")
-        time.sleep(0.02)
+        time.sleep(0.05)
 
 
 def _register(batch: Any, name: str, command: list[str]) -> str:
@@ -43,7 +59,7 @@ def _register(batch: Any, name: str, command: list[str]) -> str:
             jobDefinitionName=name,
             type="container",
             containerProperties={
-                "image": "local/batch-fanout/bench:1",
+                "image": IMAGE,
                 "command": command,
                 "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}],
             },
@@ -51,162 +67,178 @@ def _register(batch: Any, name: str, command: list[str]) -> str:
     )
 
 
-def dependency_gaps(batch: Any, definition: str, chain: int) -> dict[str, float]:
-    """Median gaps (ms) over a chain of plain dependencies and an N_TO_N pair of arrays."""
+def _environment_and_queue(batch: Any, name: str, vcpus: int, priority: int) -> str:
+    """A compute environment of ``vcpus`` and a queue of ``priority`` on it; returns the queue name."""
+    environment = batch.create_compute_environment(
+        computeEnvironmentName=f"{name}-ce",
+        type="MANAGED",
+        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": vcpus, "subnets": [], "instanceRole": "x"},
+    )["computeEnvironmentArn"]
+    batch.create_job_queue(
+        jobQueueName=name,
+        priority=priority,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
+    )
+    return name
+
+
+def _describe_all(batch: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 100):
+        for job in batch.describe_jobs(jobs=ids[start : start + 100])["jobs"]:
+            found[job["jobId"]] = job
+    return found
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def n_to_n_release(batch: Any, definition: str, size: int) -> None:
+    low = _environment_and_queue(batch, "n2n-low", 2, 1)
+    high = "n2n-high"
+    environment = batch.describe_job_queues(jobQueues=[low])["jobQueues"][0]["computeEnvironmentOrder"]
+    batch.create_job_queue(jobQueueName=high, priority=10, computeEnvironmentOrder=environment)
+    upstream = batch.submit_job(
+        jobName="n2n-up", jobQueue=low, jobDefinition=definition, arrayProperties={"size": size}
+    )["jobId"]
+    downstream = batch.submit_job(
+        jobName="n2n-down",
+        jobQueue=high,
+        jobDefinition=definition,
+        arrayProperties={"size": size},
+        dependsOn=[{"jobId": upstream, "type": "N_TO_N"}],
+    )["jobId"]
+    started = time.monotonic()
+    _wait_done(batch, downstream)
+    elapsed = time.monotonic() - started
+    ups = _describe_all(batch, [f"{upstream}:{index}" for index in range(size)])
+    downs = _describe_all(batch, [f"{downstream}:{index}" for index in range(size)])
+    gaps = [
+        downs[f"{downstream}:{index}"]["startedAt"] - ups[f"{upstream}:{index}"]["stoppedAt"] for index in range(size)
+    ]
+    band = max(1, size // 10)
+    medians = [statistics.median(gaps[start : start + band]) for start in range(0, size, band)]
+    print(
+        f"N_TO_N release, two {size}-child arrays of 'true' on 2 slots ({2 * size / elapsed:.0f} children/s): "
+        f"median gap per band of {band} indices {', '.join(f'{m:.0f}' for m in medians)} ms; overall median "
+        f"{statistics.median(gaps):.0f} ms, p99 {_percentile(gaps, 0.99):.0f} ms "
+        f"[target: every band under 5 ms, flat from index 0 to {size - 1}] ({_load()})"
+    )
+
+
+def plain_gap(batch: Any, definition: str, chain: int) -> None:
     previous = None
     ids = []
     for _ in range(chain):
-        kwargs: dict[str, Any] = {"dependsOn": [{"jobId": previous}]} if previous else {}
-        previous = batch.submit_job(jobName="chain", jobQueue=QUEUE, jobDefinition=definition, **kwargs)[
-            "jobId"
-        ]
+        extra: dict[str, Any] = {"dependsOn": [{"jobId": previous}]} if previous else {}
+        previous = batch.submit_job(jobName="chain", jobQueue=QUEUE, jobDefinition=definition, **extra)["jobId"]
         ids.append(previous)
     _wait_done(batch, ids[-1])
-    jobs = {job["jobId"]: job for job in batch.describe_jobs(jobs=ids)["jobs"]}
-    plain = [
-        jobs[after]["startedAt"] - jobs[before]["stoppedAt"] for before, after in itertools.pairwise(ids)
-    ]
-
-    # Arrays as wide as the machine, so that the gap measures the engine, not a queue for free vCPUs.
-    size = os.cpu_count() or 1
-    n_to_n: list[int] = []
-    for _ in range(max(1, chain // size)):
-        first = batch.submit_job(
-            jobName="n1", jobQueue=QUEUE, jobDefinition=definition, arrayProperties={"size": size}
-        )
-        second = batch.submit_job(
-            jobName="n2",
-            jobQueue=QUEUE,
-            jobDefinition=definition,
-            arrayProperties={"size": size},
-            dependsOn=[{"jobId": first["jobId"], "type": "N_TO_N"}],
-        )
-        _wait_done(batch, second["jobId"])
-        upstream = batch.describe_jobs(jobs=[f"{first['jobId']}:{i}" for i in range(size)])["jobs"]
-        up = {job["arrayProperties"]["index"]: job for job in upstream}
-        down = batch.describe_jobs(jobs=[f"{second['jobId']}:{i}" for i in range(size)])["jobs"]
-        n_to_n += [job["startedAt"] - up[job["arrayProperties"]["index"]]["stoppedAt"] for job in down]
-    return {
-        "plain": statistics.median(plain),
-        "plain_max": max(plain),
-        "n_to_n": statistics.median(n_to_n),
-        "n_to_n_max": max(n_to_n),
-    }
+    jobs = _describe_all(batch, ids)
+    gaps = [jobs[after]["startedAt"] - jobs[before]["stoppedAt"] for before, after in itertools.pairwise(ids)]
+    print(
+        f"plain dependency gap over a chain of {chain}: median {statistics.median(gaps):.0f} ms, max {max(gaps)} ms "
+        f"[target: median under 50 ms] ({_load()})"
+    )
 
 
-def array_throughput(batch: Any, definition: str, size: int) -> tuple[float, float]:
-    """Children per second of an array of ``size``, from submission to the parent's end; and wall time."""
+def throughput(batch: Any, definition: str, queue: str, size: int) -> float:
     started = time.monotonic()
     job_id = batch.submit_job(
-        jobName="throughput", jobQueue=QUEUE, jobDefinition=definition, arrayProperties={"size": size}
+        jobName="throughput", jobQueue=queue, jobDefinition=definition, arrayProperties={"size": size}
     )["jobId"]
     job = _wait_done(batch, job_id)
     elapsed = time.monotonic() - started
     assert job["arrayProperties"]["statusSummary"]["SUCCEEDED"] == size, job["arrayProperties"]
-    return size / elapsed, elapsed
+    return size / elapsed
 
 
-def back_to_back(count: int, parallel: int) -> float:
-    """Seconds to start ``count`` trivial processes, ``parallel`` at a time, with no endpoint."""
-    started = time.monotonic()
-    running: list[subprocess.Popen[bytes]] = []
-    for _ in range(count):
-        if len(running) >= parallel:
-            running.pop(0).wait()
-        running.append(subprocess.Popen(TRIVIAL_COMMAND, stdout=subprocess.DEVNULL, start_new_session=True))
-    for process in running:
-        process.wait()
-    return time.monotonic() - started
+def latency_under_load(batch: Any, sleeper: str, queue: str, calls: int) -> tuple[list[float], list[float]]:
+    """DescribeJobs of the parent and ListJobs of running children while 64 children of ``sleep 1`` run
+    and new ones start as they end."""
+    parent = batch.submit_job(
+        jobName="loaded", jobQueue=queue, jobDefinition=sleeper, arrayProperties={"size": 64 * 30}
+    )["jobId"]
+    while batch.describe_jobs(jobs=[parent])["jobs"][0]["arrayProperties"]["statusSummary"]["RUNNING"] < 64:
+        time.sleep(0.05)
+    describe: list[float] = []
+    listing: list[float] = []
+    for _ in range(calls):
+        for samples, call in (
+            (describe, lambda: batch.describe_jobs(jobs=[parent])),
+            (listing, lambda: batch.list_jobs(arrayJobId=parent, jobStatus="RUNNING")),
+        ):
+            began = time.perf_counter()
+            call()
+            samples.append((time.perf_counter() - began) * 1000)
+    running = batch.describe_jobs(jobs=[parent])["jobs"][0]["arrayProperties"]["statusSummary"]["RUNNING"]
+    batch.terminate_job(jobId=parent, reason="benchmark over")
+    _wait_done(batch, parent)
+    print(f"  (children running at the end of the latency round: {running})")
+    return describe, listing
 
 
-def latency(call: Any, repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
+def _report_latency(name: str, samples: list[float]) -> None:
+    print(
+        f"{name} while 64 children run: median {statistics.median(samples):.1f} ms, p99 "
+        f"{_percentile(samples, 0.99):.1f} ms over {len(samples)} calls "
+        f"[target: median under 5 ms, p99 under 20 ms] ({_load()})"
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--children", type=int, default=1000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--children", type=int, default=1000, help="size of the throughput array")
+    parser.add_argument("--n-to-n-size", type=int, default=10_000, help="size of the N_TO_N arrays")
     parser.add_argument("--chain", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of throughput and latency")
+    parser.add_argument("--calls", type=int, default=200, help="API calls of each kind per latency round")
     arguments = parser.parse_args()
-    vcpus = os.cpu_count() or 1
-    with tempfile.TemporaryDirectory() as folder, running_endpoint(Path(folder) / "data") as endpoint:
-        containers = Path(folder) / "containers" / "bench"
-        containers.mkdir(parents=True)
-        (Path(folder) / "data" / "images.json").write_text(
-            f'{{"local/batch-fanout/bench:1": "{containers}"}}'
-        )
-        batch = endpoint.client("batch")
-        definition = _register(batch, "bench-true", TRIVIAL_COMMAND)
-        print(f"machine: {vcpus} CPUs; compute environment vCPUs: {vcpus}")
-
-        gaps = dependency_gaps(batch, definition, arguments.chain)
-        print(
-            f"dependency gap, plain, median over a chain of {arguments.chain}: {gaps['plain']:.1f} ms (max {gaps['plain_max']} ms; times have ms resolution)"
-        )
-        print(
-            f"dependency gap, N_TO_N, median over {arguments.chain} children (arrays as wide as the machine): {gaps['n_to_n']:.1f} ms"
-        )
-
-        rate, elapsed = array_throughput(batch, definition, arguments.children)
-        floor = back_to_back(arguments.children, vcpus)
-        print(
-            f"throughput: {arguments.children}-child array of {' '.join(TRIVIAL_COMMAND)!r} in {elapsed:.2f} s = "
-            f"{rate:.0f} children/s"
-        )
-        print(
-            f"floor: the same {arguments.children} processes back to back ({vcpus} at a time, no endpoint) in "
-            f"{floor:.2f} s = {arguments.children / floor:.0f} processes/s; endpoint / floor time ratio "
-            f"{elapsed / floor:.2f}"
-        )
-
-        # The big array waits for a gate job, so that listing measures the store, not the runner.
-        gate = batch.submit_job(
-            jobName="gate", jobQueue=QUEUE, jobDefinition=_register(batch, "bench-sleep", ["sleep", "600"])
-        )
-        array_id = batch.submit_job(
-            jobName="big",
-            jobQueue=QUEUE,
-            jobDefinition=definition,
-            arrayProperties={"size": 10_000},
-            dependsOn=[{"jobId": gate["jobId"]}],
-        )["jobId"]
-        children = [f"{array_id}:{index}" for index in range(100)]
-        describe = latency(lambda: batch.describe_jobs(jobs=children), arguments.repeats)
-        print(f"DescribeJobs of 100 ids: median {describe:.1f} ms")
-        list_page = latency(
-            lambda: batch.list_jobs(arrayJobId=array_id, jobStatus="PENDING"), arguments.repeats
-        )
-        print(f"ListJobs of a 10,000-child array, first page (100): median {list_page:.1f} ms")
-
-        def list_all() -> None:
-            token = None
-            while True:
-                kwargs: dict[str, Any] = {"arrayJobId": array_id, "jobStatus": "PENDING", "maxResults": 1000}
-                if token:
-                    kwargs["nextToken"] = token
-                token = batch.list_jobs(**kwargs).get("nextToken")
-                if not token:
-                    return
-
-        list_everything = latency(list_all, max(3, arguments.repeats // 5))
-        print(f"ListJobs of a 10,000-child array, all 10 pages of 1,000: median {list_everything:.1f} ms")
-        parent = batch.describe_jobs(jobs=[array_id])["jobs"][0]
-        summary_call = latency(lambda: batch.describe_jobs(jobs=[array_id]), arguments.repeats)
-        print(
-            f"DescribeJobs of the 10,000-child parent (statusSummary {parent['arrayProperties']['statusSummary']['PENDING']}"
-            f" PENDING): median {summary_call:.1f} ms"
-        )
-        batch.terminate_job(jobId=gate["jobId"], reason="benchmark over")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, boto3 {version('boto3')}, botocore {version('botocore')}, "
+        f"batch-fanout {version('batch-fanout')}; {_load()}"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        data_dir = Path(folder) / "data"
+        image_folder = Path(folder) / "containers" / "bench"
+        image_folder.mkdir(parents=True)
+        data_dir.mkdir()
+        (data_dir / "images.json").write_text(json.dumps({IMAGE: str(image_folder)}))
+        with running_endpoint(data_dir, vcpus=2) as endpoint:
+            batch = endpoint.client("batch")
+            trivial = _register(batch, "bench-true", ["true"])
+            sleeper = _register(batch, "bench-sleep", ["sleep", "1"])
+            two = QUEUE
+            wide = _environment_and_queue(batch, "wide", 64, 1)
+            plain_gap(batch, trivial, arguments.chain)
+            rates: dict[int, list[float]] = {2: [], 64: []}
+            describe: list[float] = []
+            listing: list[float] = []
+            for round_number in range(arguments.rounds):
+                for slots, queue in ((2, two), (64, wide)):
+                    rate = throughput(batch, trivial, queue, arguments.children)
+                    rates[slots].append(rate)
+                    print(
+                        f"round {round_number + 1}: {arguments.children} 'true' children with {slots} slots: "
+                        f"{rate:.0f} children/s ({_load()})"
+                    )
+                more_describe, more_listing = latency_under_load(batch, sleeper, wide, arguments.calls)
+                describe += more_describe
+                listing += more_listing
+            two_rate, wide_rate = statistics.median(rates[2]), statistics.median(rates[64])
+            print(
+                f"throughput, {arguments.children}-child array of 'true': {two_rate:.0f}/s with 2 slots, "
+                f"{wide_rate:.0f}/s with 64 slots, ratio {wide_rate / two_rate:.2f} "
+                f"[target: ratio at least 1, each at least 200/s] ({_load()})"
+            )
+            _report_latency("DescribeJobs of the array parent", describe)
+            _report_latency("ListJobs of the running children (first page)", listing)
+            n_to_n_release(batch, trivial, arguments.n_to_n_size)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

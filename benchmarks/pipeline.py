@@ -484,7 +484,9 @@ def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
     DagBundlesManager().sync_bundles_to_db()
     results: dict[str, list[RunFigures]] = {mode: [] for mode in args.modes}
     ok = True
-    with running_endpoint(work / "local-batch") as endpoint:
+    with running_endpoint(
+        work / "local-batch", containers_dir=REPO_ROOT / "include" / "containers"
+    ) as endpoint:
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(endpoint.connection())
         batch = endpoint.client("batch")
         environment = batch.describe_compute_environments(computeEnvironments=[COMPUTE_ENVIRONMENT])

@@ -91,7 +91,8 @@ def batch_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One local AWS Batch endpoint for the session, running the project's real job containers."""
     from batch_fanout.local.testing import running_endpoint
 
-    with running_endpoint(tmp_path_factory.mktemp("local-batch")) as endpoint:
+    containers = REPO_ROOT / "include" / "containers"
+    with running_endpoint(tmp_path_factory.mktemp("local-batch"), containers_dir=containers) as endpoint:
         yield endpoint
 
 

@@ -93,7 +93,16 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
 
     endpoint_port = _endpoint_port(settings_file)
-    start = _run_cli("local", "start", "--port", str(endpoint_port), "--data-dir", str(home / ".local-batch"))
+    start = _run_cli(
+        "local",
+        "start",
+        "--port",
+        str(endpoint_port),
+        "--data-dir",
+        str(home / ".local-batch"),
+        "--containers-dir",
+        str(home / "include" / "containers"),
+    )
     if start.returncode != 0:
         print(start.stdout + start.stderr, file=sys.stderr)
         print("error: the local AWS Batch endpoint did not start", file=sys.stderr)

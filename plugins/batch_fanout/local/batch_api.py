@@ -35,6 +35,12 @@ Handler = Callable[[dict[str, Any], str], dict[str, Any]]
 LIST_FILTERS = ("JOB_NAME", "JOB_DEFINITION", "BEFORE_CREATED_AT", "AFTER_CREATED_AT", "SHARE_IDENTIFIER")
 
 
+def _copy(response: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy taken under the lock: the documents change as soon as it is released."""
+    copied: dict[str, Any] = json.loads(json.dumps(response))
+    return copied
+
+
 def _job_filter(name: str, values: list[str]) -> Callable[[Job], bool]:
     """The test of one ListJobs filter (AWS's rules, from the API reference)."""
     if not values:
@@ -116,7 +122,7 @@ class BatchApi:
                     found = [document for ref in references if (document := resources.find(ref))]
                 else:
                     found = resources.all()
-                return json.loads(json.dumps(paged(references_key, found, params, 100)))
+                return _copy(paged(references_key, found, params, 100))
 
         return describe
 
@@ -253,7 +259,7 @@ class BatchApi:
                 found = [item for item in found if item["jobDefinitionName"] == params["jobDefinitionName"]]
             if params.get("status"):
                 found = [item for item in found if item["status"] == params["status"]]
-            return json.loads(json.dumps(paged("jobDefinitions", found, params, 100)))
+            return _copy(paged("jobDefinitions", found, params, 100))
 
     def deregister_job_definition(self, params: dict[str, Any], region: str) -> dict[str, Any]:
         reference = params["jobDefinition"]
@@ -344,8 +350,7 @@ class BatchApi:
         jobs = self.engine.scheduler.jobs
         with self.engine.lock:
             details = [job.detail() for reference in ids if (job := jobs.get(reference.rsplit("/", 1)[-1]))]
-            # A deep copy taken under the lock: the documents change as soon as it is released.
-            return {"jobs": json.loads(json.dumps(details))}
+            return _copy({"jobs": details})
 
     def list_jobs(self, params: dict[str, Any], region: str) -> dict[str, Any]:
         """ListJobs as AWS: one filter at a time, which overrides ``jobStatus`` (except SHARE_IDENTIFIER,

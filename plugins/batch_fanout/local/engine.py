@@ -15,6 +15,7 @@ supervisor is gone are failed (and retried by their ``retryStrategy``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import selectors
@@ -22,6 +23,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -409,10 +411,12 @@ class Engine:
     def change_tags(self, resource_arn: str, add: dict[str, str], remove: list[str]) -> dict[str, str]:
         """Add and remove tags of a job, definition, queue or compute environment; returns its tags."""
         tags: dict[str, str] | None = None
+        save: Callable[[], None] = lambda: None  # noqa: E731 - replaced by the resource's own
         if ":job/" in resource_arn:
             job = self.scheduler.jobs.get(resource_arn.rsplit("/", 1)[-1])
             if job is not None:
-                tags, save = job.spec["tags"], lambda: self.scheduler.save_now(job)
+                tags = job.spec["tags"]
+                save = functools.partial(self.scheduler.save_now, job)
         elif (found := self.registry.tagged(resource_arn)) is not None:
             document, save = found
             tags = document.setdefault("tags", {})

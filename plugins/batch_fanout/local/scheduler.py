@@ -227,7 +227,7 @@ class Scheduler:
     def _place(self, job: Job, environments: list[dict[str, Any]]) -> str | None:
         vcpus, memory = self.requirements(job)
         for environment in environments:
-            name = environment["computeEnvironmentName"]
+            name = str(environment["computeEnvironmentName"])
             capacity_vcpus, capacity_memory = self.registry.capacity(environment)
             used = self.used.setdefault(name, [0.0, 0.0])
             if used[0] + vcpus <= capacity_vcpus + 1e-9 and used[1] + memory <= capacity_memory:

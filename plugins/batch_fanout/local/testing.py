@@ -177,7 +177,8 @@ def running_endpoint(
 
     :param data_dir: its data directory (state, logs)
     :param port: the port on 127.0.0.1; 0 picks a free one
-    :param containers_dir: the folder of image folders (default: the project's ``include/containers``)
+    :param containers_dir: the folder of image folders (default: the endpoint's lookup order, see
+        ``batch_fanout.local.images``)
     :param vcpus: the default compute environment's vCPUs (default: the CPU count)
     :param kill_grace_seconds: time from SIGTERM to SIGKILL when a job is stopped (default: AWS's 30 s)
     :param max_log_bytes: the size at which a log stream is cut
