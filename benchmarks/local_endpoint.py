@@ -26,7 +26,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,13 @@ def _environment_and_queue(batch: Any, name: str, vcpus: int, priority: int) -> 
     environment = batch.create_compute_environment(
         computeEnvironmentName=f"{name}-ce",
         type="MANAGED",
-        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": vcpus, "subnets": [], "instanceRole": "x"},
+        computeResources={
+            "type": "EC2",
+            "minvCpus": 0,
+            "maxvCpus": vcpus,
+            "subnets": [],
+            "instanceRole": "x",
+        },
     )["computeEnvironmentArn"]
     batch.create_job_queue(
         jobQueueName=name,
@@ -116,7 +121,8 @@ def n_to_n_release(batch: Any, definition: str, size: int) -> None:
     ups = _describe_all(batch, [f"{upstream}:{index}" for index in range(size)])
     downs = _describe_all(batch, [f"{downstream}:{index}" for index in range(size)])
     gaps = [
-        downs[f"{downstream}:{index}"]["startedAt"] - ups[f"{upstream}:{index}"]["stoppedAt"] for index in range(size)
+        downs[f"{downstream}:{index}"]["startedAt"] - ups[f"{upstream}:{index}"]["stoppedAt"]
+        for index in range(size)
     ]
     band = max(1, size // 10)
     medians = [statistics.median(gaps[start : start + band]) for start in range(0, size, band)]
@@ -133,7 +139,9 @@ def plain_gap(batch: Any, definition: str, chain: int) -> None:
     ids = []
     for _ in range(chain):
         extra: dict[str, Any] = {"dependsOn": [{"jobId": previous}]} if previous else {}
-        previous = batch.submit_job(jobName="chain", jobQueue=QUEUE, jobDefinition=definition, **extra)["jobId"]
+        previous = batch.submit_job(jobName="chain", jobQueue=QUEUE, jobDefinition=definition, **extra)[
+            "jobId"
+        ]
         ids.append(previous)
     _wait_done(batch, ids[-1])
     jobs = _describe_all(batch, ids)
@@ -189,7 +197,9 @@ def _report_latency(name: str, samples: list[float]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--children", type=int, default=1000, help="size of the throughput array")
     parser.add_argument("--n-to-n-size", type=int, default=10_000, help="size of the N_TO_N arrays")
     parser.add_argument("--chain", type=int, default=30)
