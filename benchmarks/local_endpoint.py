@@ -209,7 +209,7 @@ def main() -> int:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
         f"Python {platform.python_version()}, boto3 {version('boto3')}, botocore {version('botocore')}, "
-        f"batch-fanout {version('batch-fanout')}; {_load()}"
+        f"batch-fanout {version('airflow-provider-batch-fanout')}; {_load()}"
     )
     with tempfile.TemporaryDirectory() as folder:
         data_dir = Path(folder) / "data"

@@ -2,13 +2,13 @@
 
 The loop waits on a selector holding a wake-up pipe and a pidfd per attempt's supervisor. API threads
 change the state under ``lock`` and write a byte to the wake-up pipe; a supervisor ending makes its
-pidfd readable. Either way the loop reads the status files of the attempts that ended, lets the
+pidfd readable. Either way the loop reads the recorded status of the attempts that ended, lets the
 scheduler evaluate and place what changed, and then, **outside the lock**, asks the fork server for
 the supervisors of the attempts placed, so that an API call never waits for a process to start.
 
 Jobs outlive the endpoint: supervisors run in their own sessions and write their attempt's log and
 status to files (``supervisor.py``). After a restart, attempts whose supervisor still runs are adopted
-again, those that ended meanwhile are completed from their status files, and only those whose
+again, those that ended meanwhile are completed from their recorded status, and only those whose
 supervisor is gone are failed (and retried by their ``retryStrategy``).
 """
 
@@ -121,6 +121,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._recover(self.scheduler.load())
         self.scheduler.flush()
+        self.supervision.prune({attempt.attempt_id for attempt in self._attempts.values()})
 
     # ---- recovery --------------------------------------------------------------------------
 
@@ -338,7 +339,7 @@ class Engine:
         self.scheduler.finish_attempt(attempt.job, record, None, reason, reason)
 
     def _on_exit(self, attempt: Attempt) -> None:
-        """The supervisor has exited: complete the attempt from its status file."""
+        """The supervisor has exited: complete the attempt from its recorded status."""
         if self._attempts.get(attempt.job.job_id) is not attempt:
             return
         status = self.supervision.status(attempt.attempt_id)
@@ -354,6 +355,7 @@ class Engine:
     def _complete(self, attempt: Attempt, status: dict[str, Any]) -> None:
         job = attempt.job
         self._drop(attempt)
+        self.supervision.forget(attempt.attempt_id)
         if "startError" in status:
             command = " ".join(job.spec["container"].get("command", []))
             self._fail_to_start(

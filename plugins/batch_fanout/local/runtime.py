@@ -11,11 +11,11 @@ The interface is small on purpose (a container runtime adds one class):
 - ``Supervision`` (shared by every runtime): ``launch`` starts a supervisor for a spec through the fork
   server (``supervisor.py``) and returns a ``SupervisorHandle``; ``stop`` asks the supervisor to stop
   the job (SIGTERM, SIGKILL after the grace) and ``kill`` to kill it now; ``find`` tells, after a
-  restart of the endpoint, whether an attempt finished (its status file), still runs (its supervisor,
-  recognised by pid and start time) or is gone; ``status`` reads the status file.
+  restart of the endpoint, whether an attempt finished (its status in the journal), still runs (its
+  supervisor, recognised by pid and start time) or is gone; ``status`` reads its status.
 
-Each attempt's files live in the logs folder: ``<attempt>.log``, ``<attempt>.pid.json``,
-``<attempt>.status.json``.
+An attempt's output is ``<attempt>.log`` in the logs folder; what supervisors record is in the
+journals there (``journal-<ns>.jsonl``, see ``supervisor.py``), read by ``Journal``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,10 +137,83 @@ class Found:
     gone: bool = False
 
 
-class ForkServer:
-    """The endpoint's side of ``python -m batch_fanout.local.supervisor``: one request, one answer."""
+class Journal:
+    """What the fork servers and supervisors of a logs folder recorded, by attempt, read as it grows.
 
-    def __init__(self) -> None:
+    :param logs_dir: the folder of the journals
+    """
+
+    def __init__(self, logs_dir: Path) -> None:
+        self.logs_dir = logs_dir
+        self.records: dict[str, dict[str, Any]] = {}
+        self._files: dict[Path, tuple[int, list[bytes]]] = {}  # path -> (descriptor, unfinished line)
+        self.current: Path | None = None
+        for path in sorted(logs_dir.glob("journal-*.jsonl")):
+            self._open(path)
+        self.read()
+
+    def _open(self, path: Path) -> None:
+        self._files[path] = (os.open(path, os.O_RDONLY | os.O_CREAT, 0o644), [b""])
+
+    def new(self) -> Path:
+        """A new journal for a new fork server (its name orders it after the others)."""
+        path = self.logs_dir / f"journal-{time.time_ns()}.jsonl"
+        self._open(path)
+        self.current = path
+        return path
+
+    def read(self) -> None:
+        """Take in the lines appended since the last read (only whole lines)."""
+        for path, (descriptor, pending) in self._files.items():
+            data = b""
+            while chunk := os.read(descriptor, 1 << 16):
+                data += chunk
+            if not data:
+                continue
+            lines = (pending[0] + data).split(b"\n")
+            pending[0] = lines.pop()
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                    attempt_id = str(entry.pop("attempt"))
+                except (ValueError, KeyError, AttributeError):
+                    log.warning("skipping an unreadable line of %s", path)
+                    continue
+                self.records.setdefault(attempt_id, {"journal": path}).update(entry)
+
+    def get(self, attempt_id: str) -> dict[str, Any]:
+        """What was recorded of ``attempt_id``, read again when its status is not known yet."""
+        entry = self.records.get(attempt_id)
+        if entry is None or "status" not in entry:
+            self.read()
+            entry = self.records.get(attempt_id)
+        return entry or {}
+
+    def forget(self, attempt_id: str) -> None:
+        self.records.pop(attempt_id, None)
+
+    def prune(self, live: set[str]) -> None:
+        """Delete the journals (but the current one) that no attempt in ``live`` is recorded in."""
+        needed = {self.records[attempt]["journal"] for attempt in live if attempt in self.records}
+        for path in [path for path in self._files if path != self.current and path not in needed]:
+            os.close(self._files.pop(path)[0])
+            path.unlink(missing_ok=True)
+        self.records = {key: value for key, value in self.records.items() if value["journal"] in self._files}
+
+    def close(self) -> None:
+        for descriptor, _ in self._files.values():
+            os.close(descriptor)
+        self._files.clear()
+
+
+class ForkServer:
+    """The endpoint's side of ``python -m batch_fanout.local.supervisor``: one request, one answer.
+
+    :param journal: where a new fork server gets its journal
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._process: subprocess.Popen[bytes] | None = None
@@ -149,7 +223,7 @@ class ForkServer:
             # Its own session: Ctrl-C in the endpoint's terminal does not reach it; it exits when its
             # stdin (this end) closes, so a killed endpoint leaves no fork server behind.
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "batch_fanout.local.supervisor"],
+                [sys.executable, "-m", "batch_fanout.local.supervisor", str(self.journal.new())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 start_new_session=True,
@@ -191,14 +265,6 @@ class ForkServer:
                 self._process.wait(timeout=10)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) else None
-
-
 def _same_process(pid: int, start_time: int | None) -> bool:
     return start_time is not None and process_start_time(pid) == start_time
 
@@ -206,7 +272,7 @@ def _same_process(pid: int, start_time: int | None) -> bool:
 class Supervision:
     """Starts, stops and finds per-attempt supervisors (see the module docstring).
 
-    :param logs_dir: where each attempt's log, pid and status files live
+    :param logs_dir: where the attempts' logs and the journals live
     :param kill_grace_seconds: time from SIGTERM to SIGKILL when an attempt is stopped
     :param max_log_bytes: the size at which a log stream is cut
     """
@@ -215,28 +281,22 @@ class Supervision:
         self.logs_dir = logs_dir
         self.kill_grace_seconds = kill_grace_seconds
         self.max_log_bytes = max_log_bytes
-        self.fork_server = ForkServer()
+        self.journal = Journal(logs_dir)
+        self.fork_server = ForkServer(self.journal)
 
     def log_path(self, attempt_id: str) -> Path:
         return self.logs_dir / f"{attempt_id}.log"
-
-    def status_path(self, attempt_id: str) -> Path:
-        return self.logs_dir / f"{attempt_id}.status.json"
-
-    def pid_path(self, attempt_id: str) -> Path:
-        return self.logs_dir / f"{attempt_id}.pid.json"
 
     def launch(self, request: AttemptRequest, spec: ProcessSpec) -> SupervisorHandle:
         """Start a supervisor that runs ``spec`` with ``request``'s limits. ``OSError`` when it cannot."""
         attempt_id = request.attempt_id
         pid, start_time = self.fork_server.fork(
             {
+                "attemptId": attempt_id,
                 "argv": spec.argv,
                 "cwd": str(spec.cwd),
                 "env": spec.environment,
                 "logPath": str(self.log_path(attempt_id)),
-                "statusPath": str(self.status_path(attempt_id)),
-                "pidPath": str(self.pid_path(attempt_id)),
                 "maxLogBytes": self.max_log_bytes,
                 "killGraceSeconds": self.kill_grace_seconds,
                 "memoryMib": request.memory_mib,
@@ -246,8 +306,16 @@ class Supervision:
         return SupervisorHandle(attempt_id, pid, start_time)
 
     def status(self, attempt_id: str) -> dict[str, Any] | None:
-        """The status file of a finished attempt, or ``None`` while it runs."""
-        return _read_json(self.status_path(attempt_id))
+        """The recorded status of a finished attempt, or ``None`` while it runs."""
+        status: dict[str, Any] | None = self.journal.get(attempt_id).get("status")
+        return status
+
+    def forget(self, attempt_id: str) -> None:
+        """The attempt is recorded by the endpoint: its journal entry is no longer needed."""
+        self.journal.forget(attempt_id)
+
+    def prune(self, live: set[str]) -> None:
+        self.journal.prune(live)
 
     def _signal(self, handle: SupervisorHandle, sig: int) -> None:
         if _same_process(handle.pid, handle.start_time):
@@ -263,26 +331,27 @@ class Supervision:
         self._signal(handle, signal.SIGUSR1)
 
     def find(self, attempt_id: str, handle: SupervisorHandle | None) -> Found:
-        """After a restart: finished (status file), still running (supervisor alive) or gone.
+        """After a restart: finished (a recorded status), still running (supervisor alive) or gone.
 
-        A gone attempt's job process group, if it outlived its supervisor, is killed.
+        A gone attempt's job process group, if it outlived its supervisor, is killed (recognised by its
+        pid and start time).
         """
-        status = self.status(attempt_id)
-        if status is not None:
-            return Found(status=status)
-        pids = _read_json(self.pid_path(attempt_id)) or {}
-        supervisor = pids.get("supervisor")
-        if supervisor and _same_process(int(supervisor[0]), supervisor[1]):
-            return Found(running=SupervisorHandle(attempt_id, int(supervisor[0]), supervisor[1]))
+        entry = self.journal.get(attempt_id)
+        if "status" in entry:
+            return Found(status=entry["status"])
+        supervisor, start_time = entry.get("supervisor"), entry.get("start")
+        if supervisor and _same_process(int(supervisor), start_time):
+            return Found(running=SupervisorHandle(attempt_id, int(supervisor), start_time))
         if handle is not None and _same_process(handle.pid, handle.start_time):
             return Found(running=handle)
-        job = pids.get("job")
-        if job and _same_process(int(job[0]), job[1]):
+        job = entry.get("job")
+        if job and _same_process(int(job), entry.get("jobStart")):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(job[0]), signal.SIGKILL)
-        # It may have written its status between the first look and now.
+                os.killpg(int(job), signal.SIGKILL)
+        # It may have recorded its status between the first look and now.
         status = self.status(attempt_id)
         return Found(status=status) if status is not None else Found(gone=True)
 
     def close(self) -> None:
         self.fork_server.close()
+        self.journal.close()

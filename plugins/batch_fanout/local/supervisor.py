@@ -17,9 +17,16 @@ nothing that kills the endpoint (``kill -9``, a closed terminal, Ctrl-C) reaches
   job's processes exceeds it, read from ``/proc`` every 0.25 s);
 - stops the job on SIGTERM (SIGTERM to the job's group, SIGKILL after the grace) and kills it at once on
   SIGUSR1;
-- writes ``<attempt>.pid.json`` (its own and the job's pid and start time) once the job runs, and
-  ``<attempt>.status.json`` (return code, cause, time) when the job has ended and its output is
-  written, both atomically. A status file therefore means "finished, log complete", whoever reads it.
+- records in the **journal** (below) the job's pid once it runs, and the attempt's status (return code,
+  cause, time) once the job has ended and its output is written. A status line therefore means
+  "finished, log complete", whoever reads it, whether the endpoint that started it is alive or not.
+
+The journal is one append-only file per fork server (``journal-<ns>.jsonl`` in the logs folder), opened
+once by the fork server and inherited by every supervisor, with one JSON line per event: the fork
+server's ``{"attempt", "supervisor", "start"}`` before it answers, the supervisor's ``{"attempt",
+"job"}`` and ``{"attempt", "status"}``. Each line is a single ``write`` on an ``O_APPEND`` descriptor,
+so lines never interleave and no attempt creates a file of its own (creating files is the slowest
+thing on the path of a short job); only a job with output gets its log file.
 
 Standard library only, so that the fork server starts in milliseconds.
 """
@@ -28,14 +35,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import selectors
+import shutil
 import signal
-import subprocess
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +70,9 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
-def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(document))
-    os.replace(temporary, path)
+def record(journal: int, entry: dict[str, Any]) -> None:
+    """Append one line to the journal, in one ``write`` (whole, never interleaved with another)."""
+    os.write(journal, json.dumps(entry, separators=(",", ":")).encode() + b"\n")
 
 
 def _children(pid: int) -> list[int]:
@@ -105,6 +113,44 @@ def resident_bytes(pids: list[int]) -> int:
     return total
 
 
+def spawn(argv: list[str], cwd: str, environment: dict[str, str], stdin: int, output: int) -> int:
+    """Start ``argv`` in ``cwd`` as a new process group, never through a shell; returns its pid.
+
+    ``posix_spawn`` (a vfork and an exec in glibc) rather than ``subprocess``, which forks this Python
+    process: it is the costliest step of a short job. The program is looked up on the job's own
+    ``PATH``. Every descriptor of this process is close-on-exec (Python's default), so the job gets
+    only its stdin, stdout and stderr.
+    """
+    if not argv:
+        raise ValueError("the job has no command")
+    program = argv[0]
+    if os.sep not in program:
+        found = shutil.which(program, path=environment.get("PATH", os.defpath))
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", program)
+        program = found
+    os.chdir(cwd)  # this process exists for this job only; the job inherits its working directory
+    return os.posix_spawn(
+        program,
+        argv,
+        environment,
+        file_actions=[
+            (os.POSIX_SPAWN_DUP2, stdin, 0),
+            (os.POSIX_SPAWN_DUP2, output, 1),
+            (os.POSIX_SPAWN_DUP2, output, 2),
+        ],
+        setpgroup=0,
+        setsigdef=(
+            signal.SIGPIPE,
+            signal.SIGXFSZ,
+            signal.SIGINT,
+            signal.SIGTERM,
+            signal.SIGUSR1,
+            signal.SIGCHLD,
+        ),
+    )
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -118,11 +164,10 @@ def _become_subreaper() -> None:
 class _Supervision:
     """The state of one supervised job; see the module docstring for what it does."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = spec
-        self.status_path = Path(spec["statusPath"])
-        self.grace = float(spec["killGraceSeconds"])
-        self.memory_bytes = int(spec.get("memoryMib") or 0) * 1024 * 1024
+    def __init__(self, journal: int, devnull: int) -> None:
+        """Everything that needs no attempt: done while the supervisor waits as a spare."""
+        self.journal = journal
+        self.devnull = devnull
         self.requests: list[str] = []
         self.cause: str | None = None
         self.stop_requested = False
@@ -130,43 +175,36 @@ class _Supervision:
         self.returncode: int | None = None
         self.exited_at: int | None = None
 
-    def run(self) -> int:
-        wake_read, wake_write = os.pipe()
-        os.set_blocking(wake_read, False)
+        self.wake_read, wake_write = os.pipe()
+        os.set_blocking(self.wake_read, False)
         os.set_blocking(wake_write, False)
         signal.set_wakeup_fd(wake_write)
         signal.signal(signal.SIGTERM, lambda signum, frame: self.requests.append("stop"))
         signal.signal(signal.SIGUSR1, lambda signum, frame: self.requests.append("kill"))
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # only to wake the selector
+
+    def run(self, spec: dict[str, Any]) -> int:
+        self.spec = spec
+        self.attempt_id = str(spec["attemptId"])
+        self.grace = float(spec["killGraceSeconds"])
+        self.memory_bytes = int(spec.get("memoryMib") or 0) * 1024 * 1024
+        wake_read = self.wake_read
         writer = LogWriter(Path(self.spec["logPath"]), int(self.spec["maxLogBytes"]))
         read_end, write_end = os.pipe()
         try:
-            process = subprocess.Popen(
-                self.spec["argv"],
-                cwd=self.spec["cwd"],
-                env=self.spec["env"],
-                stdin=subprocess.DEVNULL,
-                stdout=write_end,
-                stderr=write_end,
-                process_group=0,
-                close_fds=True,
-            )
-        except (OSError, ValueError, subprocess.SubprocessError) as error:
-            write_json_atomically(self.status_path, {"startError": str(error), "exitedAt": now_ms()})
+            self.pid = spawn(self.spec["argv"], self.spec["cwd"], self.spec["env"], self.devnull, write_end)
+        except (OSError, ValueError) as error:
+            self._record_status({"startError": str(error), "exitedAt": now_ms()})
             return 0
         finally:
             os.close(write_end)
-        self.pid = process.pid
-        write_json_atomically(
-            Path(self.spec["pidPath"]),
-            {
-                "supervisor": [os.getpid(), process_start_time(os.getpid())],
-                "job": [process.pid, process_start_time(process.pid)],
-            },
+        record(
+            self.journal,
+            {"attempt": self.attempt_id, "job": self.pid, "jobStart": process_start_time(self.pid)},
         )
         timeout = self.spec.get("timeoutSeconds")
         deadline = time.monotonic() + float(timeout) if timeout else None
-        next_memory = time.monotonic() if self.memory_bytes else None
+        next_memory = time.monotonic() + MEMORY_CHECK_SECONDS if self.memory_bytes else None
         drain_until: float | None = None
         os.set_blocking(read_end, False)
         selector = selectors.DefaultSelector()
@@ -213,20 +251,21 @@ class _Supervision:
                     selector.unregister(read_end)
                     os.close(read_end)
                     output_open = False
-        process.returncode = self.returncode  # reaped here; keeps Popen from waiting again
         self._kill_all()
         self._reap()
         writer.close(now_ms())
-        write_json_atomically(
-            self.status_path,
+        self._record_status(
             {
                 "returncode": self.returncode,
                 "cause": self.cause,
                 "stopRequested": self.stop_requested,
                 "exitedAt": self.exited_at or now_ms(),
-            },
+            }
         )
         return 0
+
+    def _record_status(self, status: dict[str, Any]) -> None:
+        record(self.journal, {"attempt": self.attempt_id, "status": status})
 
     def _read(self, read_end: int, writer: LogWriter) -> bool:
         stamp = now_ms()
@@ -278,45 +317,108 @@ class _Supervision:
                 os.kill(pid, signal.SIGKILL)
 
 
-def supervise(spec: dict[str, Any]) -> int:
-    """Run one attempt under supervision, in a freshly forked child of the fork server."""
-    os.setsid()
-    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
-    _become_subreaper()
-    return _Supervision(spec).run()
+SPARES = 2
 
 
-def serve_forks() -> int:
-    """The fork server: one request (a JSON line with ``id`` and ``spec``) in, one answer line out."""
+@dataclass(frozen=True)
+class _Spare:
+    """A supervisor forked ahead of need, waiting for its attempt on ``channel``."""
+
+    pid: int
+    start_time: int | None
+    channel: int
+
+
+def _read_line(descriptor: int) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(descriptor, 1 << 16)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def _fork_spare(journal: int, devnull: int, spares: list[_Spare]) -> _Spare:
+    """Fork a supervisor that prepares itself (its own session, subreaper, signal handlers), then waits
+    for its attempt: forking and preparing are then off the path of the attempt that takes it."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = EXIT_INTERNAL_ERROR
+        try:
+            os.close(write_end)
+            for spare in spares:
+                os.close(spare.channel)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.setsid()
+            for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            _become_subreaper()
+            supervision = _Supervision(journal, devnull)
+            line = _read_line(read_end)
+            os.close(read_end)
+            # No attempt: the fork server went away before it needed this spare.
+            code = supervision.run(json.loads(line)) if line else 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(read_end)
+    return _Spare(pid, process_start_time(pid), write_end)
+
+
+def serve_forks(journal_path: str) -> int:
+    """The fork server: one request (a JSON line with ``id`` and ``spec``) in, one answer line out.
+
+    It keeps ``SPARES`` supervisors forked ahead and hands each request to one of them; it forks the
+    next spares after it has answered.
+
+    :param journal_path: the journal this fork server and its supervisors append to
+    """
+    journal = os.open(journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     # Supervisors are reaped by the kernel: the endpoint watches them with pidfds, not with wait().
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     devnull = os.open(os.devnull, os.O_RDWR)
+    spares: list[_Spare] = []
+    while len(spares) < SPARES:
+        spares.append(_fork_spare(journal, devnull, spares))
     while line := requests.readline():
         request = json.loads(line)
-        try:
-            pid = os.fork()
-        except OSError as error:
-            answers.write(json.dumps({"id": request["id"], "error": str(error)}).encode() + b"\n")
-            answers.flush()
-            continue
-        if pid == 0:
-            code = EXIT_INTERNAL_ERROR
+        spec = json.dumps(request["spec"]).encode() + b"\n"
+        answer: dict[str, Any] = {"id": request["id"]}
+        for _ in range(3):  # a spare that died (killed from outside) is replaced
             try:
-                os.dup2(devnull, 0)
-                os.dup2(devnull, 1)
-                code = supervise(request["spec"])
-            except BaseException:
-                traceback.print_exc()
+                spare = spares.pop(0) if spares else _fork_spare(journal, devnull, spares)
+            except OSError as error:
+                answer["error"] = str(error)
+                break
+            try:
+                os.write(spare.channel, spec)
+            except OSError as error:
+                answer["error"] = str(error)
+                continue
             finally:
-                os._exit(code)
-        answer = {"id": request["id"], "pid": pid, "startTime": process_start_time(pid)}
+                os.close(spare.channel)
+            answer.pop("error", None)
+            record(
+                journal,
+                {"attempt": request["spec"]["attemptId"], "supervisor": spare.pid, "start": spare.start_time},
+            )
+            answer.update(pid=spare.pid, startTime=spare.start_time)
+            break
         answers.write(json.dumps(answer).encode() + b"\n")
         answers.flush()
+        while len(spares) < SPARES:
+            try:
+                spares.append(_fork_spare(journal, devnull, spares))
+            except OSError:
+                break
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(serve_forks())
+    sys.exit(serve_forks(sys.argv[1]))

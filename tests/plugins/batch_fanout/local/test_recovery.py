@@ -78,6 +78,16 @@ def _wait_running(batch: Any, children: list[str], folder: Path, until: Until) -
     )
 
 
+def _journal(data_dir: Path) -> dict[str, dict[str, Any]]:
+    """What the supervisors recorded, by attempt (the journals' documented format)."""
+    entries: dict[str, dict[str, Any]] = {}
+    for path in sorted((data_dir / "logs").glob("journal-*.jsonl")):
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            entries.setdefault(entry.pop("attempt"), {}).update(entry)
+    return entries
+
+
 def _complete_log(read_log: Callable[[str], list[str]], stream: str) -> bool:
     return read_log(stream) == ["before", *["x" * 40] * 100, "after"]
 
@@ -114,7 +124,7 @@ def test_kill_9_in_the_middle_of_a_40_child_array_redoes_nothing(
     assert all(_alive(pid) for pid in job_pids)
     (folder / "release").touch()
     until(
-        lambda: len(list((data_dir / "logs").glob("*.status.json"))) == 40,
+        lambda: sum("status" in entry for entry in _journal(data_dir).values()) == 40,
         timeout=60,
         what="every child's supervisor to record its exit",
     )
@@ -158,9 +168,9 @@ def test_a_restarted_endpoint_adopts_running_attempts_and_retries_only_those_who
 
     # Child 2 loses its supervisor too (as if the machine's OOM killer took it).
     attempt_id = stream.rsplit("/", 1)[-1]
-    pids = json.loads((data_dir / "logs" / f"{attempt_id}.pid.json").read_text())
-    os.kill(pids["supervisor"][0], signal.SIGKILL)
-    until(lambda: not _alive(pids["supervisor"][0]), what="child 2's supervisor to die")
+    supervisor = _journal(data_dir)[attempt_id]["supervisor"]
+    os.kill(supervisor, signal.SIGKILL)
+    until(lambda: not _alive(supervisor), what="child 2's supervisor to die")
     orphan = int((folder / "2-1.pid").read_text())
 
     restarted = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4, kill_grace_seconds=2)
