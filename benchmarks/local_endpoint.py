@@ -188,11 +188,31 @@ def latency_under_load(batch: Any, sleeper: str, queue: str, calls: int) -> tupl
     return describe, listing
 
 
-def _report_latency(name: str, samples: list[float]) -> None:
+def idle_latency(batch: Any, definition: str, calls: int) -> tuple[list[float], list[float]]:
+    """The same calls with nothing running: what the machine and the client cost."""
+    parent = batch.submit_job(
+        jobName="idle", jobQueue=QUEUE, jobDefinition=definition, arrayProperties={"size": 64}
+    )["jobId"]
+    _wait_done(batch, parent)
+    describe: list[float] = []
+    listing: list[float] = []
+    for _ in range(calls):
+        for samples, call in (
+            (describe, lambda: batch.describe_jobs(jobs=[parent])),
+            (listing, lambda: batch.list_jobs(arrayJobId=parent, jobStatus="SUCCEEDED")),
+        ):
+            began = time.perf_counter()
+            call()
+            samples.append((time.perf_counter() - began) * 1000)
+    return describe, listing
+
+
+def _report_latency(name: str, samples: list[float], idle: list[float]) -> None:
     print(
         f"{name} while 64 children run: median {statistics.median(samples):.1f} ms, p99 "
         f"{_percentile(samples, 0.99):.1f} ms over {len(samples)} calls "
-        f"[target: median under 5 ms, p99 under 20 ms] ({_load()})"
+        f"[target: median under 5 ms, p99 under 20 ms]; the same call with nothing running: median "
+        f"{statistics.median(idle):.1f} ms, p99 {_percentile(idle, 0.99):.1f} ms ({_load()})"
     )
 
 
@@ -227,6 +247,8 @@ def main() -> int:
             rates: dict[int, list[float]] = {2: [], 64: []}
             describe: list[float] = []
             listing: list[float] = []
+            idle_describe: list[float] = []
+            idle_listing: list[float] = []
             for round_number in range(arguments.rounds):
                 for slots, queue in ((2, two), (64, wide)):
                     rate = throughput(batch, trivial, queue, arguments.children)
@@ -238,14 +260,17 @@ def main() -> int:
                 more_describe, more_listing = latency_under_load(batch, sleeper, wide, arguments.calls)
                 describe += more_describe
                 listing += more_listing
+                more_describe, more_listing = idle_latency(batch, trivial, arguments.calls)
+                idle_describe += more_describe
+                idle_listing += more_listing
             two_rate, wide_rate = statistics.median(rates[2]), statistics.median(rates[64])
             print(
                 f"throughput, {arguments.children}-child array of 'true': {two_rate:.0f}/s with 2 slots, "
                 f"{wide_rate:.0f}/s with 64 slots, ratio {wide_rate / two_rate:.2f} "
                 f"[target: ratio at least 1, each at least 200/s] ({_load()})"
             )
-            _report_latency("DescribeJobs of the array parent", describe)
-            _report_latency("ListJobs of the running children (first page)", listing)
+            _report_latency("DescribeJobs of the array parent", describe, idle_describe)
+            _report_latency("ListJobs of the running children (first page)", listing, idle_listing)
             n_to_n_release(batch, trivial, arguments.n_to_n_size)
     return 0
 

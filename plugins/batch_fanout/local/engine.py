@@ -15,7 +15,6 @@ supervisor is gone are failed (and retried by their ``retryStrategy``).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import selectors
@@ -23,23 +22,25 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batch_fanout.local.attempts import (
+    Attempt,
+    attempt_request,
+    interrupted_record,
+    not_started_record,
+    outcome,
+)
 from batch_fanout.local.errors import client_error
 from batch_fanout.local.images import ImageResolver
 from batch_fanout.local.jobs import (
-    EXITED_REASON,
     GONE_REASON,
-    OOM_REASON,
     RESTART_REASON,
-    STOP_REASON,
-    TIMEOUT_REASON,
     Job,
     now_ms,
 )
+from batch_fanout.local.processes import process_start_time
 from batch_fanout.local.registry import Registry
 from batch_fanout.local.runtime import (
     AttemptRequest,
@@ -48,11 +49,9 @@ from batch_fanout.local.runtime import (
     Runtime,
     Supervision,
     SupervisorHandle,
-    exit_code_of,
 )
 from batch_fanout.local.scheduler import Scheduler
 from batch_fanout.local.store import Store
-from batch_fanout.local.supervisor import process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -60,23 +59,6 @@ DEFAULT_MAX_LOG_BYTES = 4 * 1024 * 1024
 DEFAULT_KILL_GRACE_SECONDS = 30.0
 STOP_GRACE_SECONDS = 5.0
 STOP_WAIT_SECONDS = 30.0
-
-
-@dataclass
-class Attempt:
-    """An attempt placed on a compute environment: starting, or running under its supervisor."""
-
-    job: Job
-    attempt_id: str
-    stream: str
-    environment: str
-    vcpus: float
-    memory_mib: int
-    started_at: int
-    handle: SupervisorHandle | None = None
-    pidfd: int | None = None
-    stop_cause: str | None = None  # "terminate" (TerminateJob) or "stop" (the endpoint stops)
-    stop_reason: str | None = None
 
 
 Launch = tuple[Attempt, AttemptRequest, ProcessSpec]
@@ -167,15 +149,7 @@ class Engine:
                 os.killpg(pid, signal.SIGKILL)
 
     def _interrupted(self, job: Job, reason: str) -> None:
-        current = job.current or {}
-        container = {"logStreamName": current.get("logStreamName"), "reason": reason}
-        record = {
-            "container": {key: value for key, value in container.items() if value},
-            "startedAt": current.get("startedAt", now_ms()),
-            "stoppedAt": now_ms(),
-            "statusReason": reason,
-        }
-        self.scheduler.finish_attempt(job, record, None, reason, reason)
+        self.scheduler.finish_attempt(job, interrupted_record(job, reason), None, reason, reason)
 
     def _adopt(self, attempt: Attempt, handle: SupervisorHandle) -> None:
         attempt.handle = handle
@@ -282,28 +256,8 @@ class Engine:
         job.started_at = job.started_at or started
         self.scheduler.mark(job)
         queue = self.registry.job_queues.find(job.queue_arn)
-        variables = {item["name"]: item["value"] for item in spec["container"].get("environment", [])}
-        variables.update(
-            AWS_BATCH_JOB_ID=job.job_id,
-            AWS_BATCH_JOB_ATTEMPT=str(len(job.attempts) + 1),
-            AWS_BATCH_CE_NAME=environment,
-            AWS_BATCH_JQ_NAME=queue["jobQueueName"] if queue else job.queue_arn.rsplit("/", 1)[-1],
-            AWS_REGION=job.region,
-            AWS_DEFAULT_REGION=job.region,
-        )
-        if job.index is not None and job.parent is not None:
-            variables["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.index)
-            variables["AWS_BATCH_JOB_ARRAY_SIZE"] = str(job.parent.array_size)
-        timeout = (spec.get("timeout") or {}).get("attemptDurationSeconds")
-        request = AttemptRequest(
-            attempt_id,
-            spec["container"].get("image", ""),
-            list(spec["container"].get("command", [])),
-            variables,
-            vcpus,
-            memory,
-            int(timeout) if timeout else None,
-        )
+        queue_name = queue["jobQueueName"] if queue else job.queue_arn.rsplit("/", 1)[-1]
+        request = attempt_request(attempt, queue_name)
         try:
             process = self.runtime.process_spec(request)
         except LookupError as error:
@@ -330,13 +284,7 @@ class Engine:
 
     def _fail_to_start(self, attempt: Attempt, reason: str) -> None:
         self._drop(attempt)
-        record = {
-            "container": {"reason": reason, "logStreamName": attempt.stream},
-            "startedAt": attempt.started_at,
-            "stoppedAt": now_ms(),
-            "statusReason": reason,
-        }
-        self.scheduler.finish_attempt(attempt.job, record, None, reason, reason)
+        self.scheduler.finish_attempt(attempt.job, not_started_record(attempt, reason), None, reason, reason)
 
     def _on_exit(self, attempt: Attempt) -> None:
         """The supervisor has exited: complete the attempt from its recorded status."""
@@ -362,28 +310,7 @@ class Engine:
                 attempt, f"CannotStartContainerError: cannot run {command!r}: {status['startError']}"
             )
             return
-        exit_code = exit_code_of(int(status["returncode"]))
-        cause = status.get("cause")
-        container_reason: str | None = None
-        if cause == "oom":
-            container_reason = status_reason = OOM_REASON
-        elif cause == "timeout":
-            status_reason = TIMEOUT_REASON
-        elif attempt.stop_cause == "terminate":
-            status_reason = attempt.stop_reason or "Terminated"
-        elif attempt.stop_cause == "stop":
-            container_reason = status_reason = STOP_REASON
-        else:
-            status_reason = EXITED_REASON
-        record: dict[str, Any] = {
-            "container": {"exitCode": exit_code, "logStreamName": attempt.stream},
-            "startedAt": attempt.started_at,
-            "stoppedAt": int(status.get("exitedAt") or now_ms()),
-            "statusReason": status_reason,
-        }
-        if container_reason:
-            record["container"]["reason"] = container_reason
-        succeeded = exit_code == 0 and cause is None and attempt.stop_cause is None
+        record, exit_code, container_reason, status_reason, succeeded = outcome(attempt, status)
         self.scheduler.finish_attempt(job, record, exit_code, container_reason, status_reason, succeeded)
 
     # ---- requests from the API -------------------------------------------------------------
@@ -412,18 +339,10 @@ class Engine:
 
     def change_tags(self, resource_arn: str, add: dict[str, str], remove: list[str]) -> dict[str, str]:
         """Add and remove tags of a job, definition, queue or compute environment; returns its tags."""
-        tags: dict[str, str] | None = None
-        save: Callable[[], None] = lambda: None  # noqa: E731 - replaced by the resource's own
-        if ":job/" in resource_arn:
-            job = self.scheduler.jobs.get(resource_arn.rsplit("/", 1)[-1])
-            if job is not None:
-                tags = job.spec["tags"]
-                save = functools.partial(self.scheduler.save_now, job)
-        elif (found := self.registry.tagged(resource_arn)) is not None:
-            document, save = found
-            tags = document.setdefault("tags", {})
-        if tags is None:
+        found = self.scheduler.tagged(resource_arn) or self.registry.tagged(resource_arn)
+        if found is None:
             raise client_error(f"Resource {resource_arn} not found")
+        tags, save = found
         if add or remove:
             tags.update(add)
             for key in remove:
@@ -441,6 +360,10 @@ class Engine:
         """Every log stream with its creation time."""
         with self.lock:
             return [(name, entry[1]) for name, entry in self.scheduler.streams.items()]
+
+    def queue_vcpus(self, queue_arn: str) -> float:
+        """The vCPUs the started jobs of a queue hold."""
+        return sum(attempt.vcpus for attempt in self._attempts.values() if attempt.job.queue_arn == queue_arn)
 
     def counts(self) -> dict[str, int]:
         with self.lock:

@@ -7,6 +7,7 @@ remove one and never edits a document itself. Lookups by name and by ARN are dic
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable
@@ -243,13 +244,13 @@ class Registry:
             if self.compute_environments.find(entry["computeEnvironment"]) is environment
         ]
 
-    def tagged(self, resource_arn: str) -> tuple[Document, Callable[[], None]] | None:
-        """The document of a definition, queue or compute environment by ARN, and how to persist it."""
+    def tagged(self, resource_arn: str) -> tuple[dict[str, str], Callable[[], None]] | None:
+        """The tags of a definition, queue or compute environment by ARN, and how to persist them."""
         definition = self.job_definitions.by_arn(resource_arn)
         if definition is not None:
-            return definition, lambda: self.job_definitions.save(definition)
+            return definition.setdefault("tags", {}), lambda: self.job_definitions.save(definition)
         for resources in (self.job_queues, self.compute_environments):
             document = resources.find(resource_arn)
             if document is not None and resource_arn.startswith("arn:"):
-                return document, lambda resources=resources, document=document: resources.save(document)
+                return document.setdefault("tags", {}), functools.partial(resources.save, document)
         return None

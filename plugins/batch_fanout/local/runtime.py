@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batch_fanout.local.images import ImageResolver
-from batch_fanout.local.supervisor import process_start_time
+from batch_fanout.local.processes import process_start_time
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ The engine calls it under its lock; it never blocks.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from batch_fanout.local.jobs import STATES, TERMINAL_STATES, TIMEOUT_REASON, Job, now_ms, retry_decision
@@ -38,6 +39,7 @@ class Scheduler:
         self._waiters: dict[str, list[Job]] = {}
         self._runnable: dict[str, collections.deque[Job]] = {}
         self._dirty: dict[str, Job] = {}
+        self._runnable_since: dict[str, int] = {}  # job id -> when it became RUNNABLE
 
     # ---- loading ---------------------------------------------------------------------------
 
@@ -94,6 +96,10 @@ class Scheduler:
         if status in TERMINAL_STATES and job.stopped_at is None:
             job.stopped_at = now_ms()
         self.mark(job)
+        if status == "RUNNABLE":
+            self._runnable_since.setdefault(job.job_id, now_ms())
+        elif old == "RUNNABLE":
+            self._runnable_since.pop(job.job_id, None)
         parent = job.parent
         if parent is not None and old != status:
             assert parent.summary is not None
@@ -204,6 +210,16 @@ class Scheduler:
         if queue is None:
             queue = self._runnable[queue_arn] = collections.deque()
         return queue
+
+    def front_of_queue(self, queue_arn: str, limit: int) -> list[tuple[Job, int]]:
+        """The first ``limit`` RUNNABLE jobs of a queue in dispatch order, with when each became RUNNABLE."""
+        front: list[tuple[Job, int]] = []
+        for job in self._runnable.get(queue_arn, ()):
+            if len(front) == limit:
+                break
+            if job.status == "RUNNABLE" and not job.is_parent:
+                front.append((job, self._runnable_since.get(job.job_id, job.created_at)))
+        return front
 
     @property
     def has_work(self) -> bool:
@@ -332,6 +348,14 @@ class Scheduler:
             return
         dirty, self._dirty = self._dirty, {}
         self.store.save_jobs((job.job_id, job.seq, job.document()) for job in dirty.values())
+
+    def tagged(self, resource_arn: str) -> tuple[dict[str, str], Callable[[], None]] | None:
+        """The tags of a job by ARN (an array child shares its parent's), and how to persist them."""
+        job = self.jobs.get(resource_arn.rsplit("/", 1)[-1]) if ":job/" in resource_arn else None
+        if job is None:
+            return None
+        tags: dict[str, str] = job.spec["tags"]
+        return tags, functools.partial(self.save_now, job)
 
     def save_now(self, job: Job) -> None:
         owner = job.parent or job
