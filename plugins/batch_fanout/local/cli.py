@@ -62,6 +62,33 @@ def fetch_status(url: str, credentials: LocalCredentials, timeout: float = 2.0) 
     return payload if isinstance(payload, dict) else None
 
 
+def exchange_faults(
+    url: str, credentials: LocalCredentials, document: dict[str, Any] | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The endpoint's faults (``GET /_local/faults``), after replacing them with ``document`` if given.
+
+    :raises RuntimeError: with the endpoint's message when it refuses the document
+    """
+    faults_url = f"{url}/_local/faults"
+    body = b"" if document is None else json.dumps(document).encode()
+    method = "GET" if document is None else "PUT"
+    headers = signed_headers(
+        method,
+        faults_url,
+        credentials=credentials,
+        region=DEFAULT_REGION,
+        body=body,
+        headers={"Content-Type": "application/json"},
+    )
+    request = urllib.request.Request(faults_url, data=body or None, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(json.loads(error.read() or b"{}").get("message", str(error))) from error
+    return answer
+
+
 def running_state(data_dir: Path) -> dict[str, Any] | None:
     """URL, port and pid of the endpoint that runs with ``data_dir``, or ``None``."""
     try:
@@ -232,6 +259,32 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _faults(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    state = running_state(data_dir)
+    if state is None:
+        print(f"local AWS Batch endpoint is not running (data directory {data_dir})", file=sys.stderr)
+        return 1
+    document: dict[str, Any] | None = None
+    try:
+        if args.clear:
+            document = {}
+        elif args.file:
+            document = json.loads(Path(args.file).read_text())
+        elif args.set:
+            document = json.loads(args.set)
+    except (OSError, ValueError) as error:
+        print(f"error: cannot read the faults document: {error}", file=sys.stderr)
+        return 2
+    credentials = load_credentials(recorded_credentials_file(data_dir) or data_dir / CREDENTIALS_FILE)
+    try:
+        print(json.dumps(exchange_faults(str(state["url"]), credentials, document), indent=2))
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from batch_fanout.local.images import containers_dir_for
     from batch_fanout.local.server import serve
@@ -358,6 +411,16 @@ def add_parser(subparsers: Any) -> None:
         help=f"port of the URL when the endpoint is not running (default: {DEFAULT_PORT})",
     )
     env.set_defaults(func=_env)
+    faults = commands.add_parser(
+        "faults",
+        help="print the faults in force; --set/--file/--clear replace them (see docs/local-endpoint.md)",
+    )
+    _common(faults, with_port=False)
+    choice = faults.add_mutually_exclusive_group()
+    choice.add_argument("--set", help="the new faults document, as JSON")
+    choice.add_argument("--file", help="a file holding the new faults document")
+    choice.add_argument("--clear", action="store_true", help="no faults")
+    faults.set_defaults(func=_faults)
     local.set_defaults(func=lambda args: (local.print_help(sys.stderr), 2)[1])
 
 

@@ -33,6 +33,7 @@ from batch_fanout.local.attempts import (
     outcome,
 )
 from batch_fanout.local.errors import client_error
+from batch_fanout.local.faults import Faults
 from batch_fanout.local.images import ImageResolver
 from batch_fanout.local.jobs import (
     GONE_REASON,
@@ -90,6 +91,8 @@ class Engine:
         self.lock = threading.RLock()
         self.store = Store(data_dir / "state.sqlite3")
         self.registry = Registry(self.store, vcpus)
+        self.faults = Faults(self.store, self.lock)
+        self.registry.capacity_limit = self.faults.capacity_limit
         self.scheduler = Scheduler(self.registry, self.store)
         self.runtime: Runtime = runtime or ProcessRuntime(ImageResolver(containers_dir, data_dir))
         self.supervision = Supervision(self.logs_dir, kill_grace_seconds, max_log_bytes)
@@ -258,6 +261,17 @@ class Engine:
         queue = self.registry.job_queues.find(job.queue_arn)
         queue_name = queue["jobQueueName"] if queue else job.queue_arn.rsplit("/", 1)[-1]
         request = attempt_request(attempt, queue_name)
+        injected = self.faults.failure(job, len(job.attempts) + 1)
+        if injected is not None:
+            self._drop(attempt)
+            exit_code, reason = injected
+            record = not_started_record(attempt, reason)
+            if exit_code is None:
+                del record["container"]["reason"]
+            else:
+                record["container"] = {"exitCode": exit_code, "logStreamName": attempt.stream}
+            self.scheduler.finish_attempt(job, record, exit_code, None, reason)
+            return None
         try:
             process = self.runtime.process_spec(request)
         except LookupError as error:

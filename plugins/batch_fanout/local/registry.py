@@ -171,6 +171,8 @@ class Registry:
         self.job_queues = NamedResources(JOB_QUEUE, store)
         self.job_definitions = JobDefinitions(store)
         self.machine_memory_mib = machine_memory_mib()
+        # Faults on demand can take capacity away (see ``faults``): name -> vCPUs at most, or None.
+        self.capacity_limit: Callable[[str], float | None] = lambda name: None
         self._create_defaults(vcpus)
 
     def _create_defaults(self, vcpus: int | None) -> None:
@@ -225,7 +227,8 @@ class Registry:
         else:
             vcpus = float((environment.get("computeResources") or {}).get("maxvCpus") or 0)
         memory = float(self.machine_memory_mib) if self.machine_memory_mib else float("inf")
-        return vcpus, memory
+        limit = self.capacity_limit(environment["computeEnvironmentName"])
+        return (vcpus if limit is None else min(vcpus, limit)), memory
 
     def queue_environments(self, queue: Document) -> list[Document]:
         """The ENABLED compute environments of ``queue``, in its order."""

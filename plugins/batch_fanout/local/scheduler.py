@@ -40,6 +40,8 @@ class Scheduler:
         self._runnable: dict[str, collections.deque[Job]] = {}
         self._dirty: dict[str, Job] = {}
         self._runnable_since: dict[str, int] = {}  # job id -> when it became RUNNABLE
+        # A job put back in a queue after its last schedule round (a retry): another round is due.
+        self._requeued = False
 
     # ---- loading ---------------------------------------------------------------------------
 
@@ -223,7 +225,7 @@ class Scheduler:
 
     @property
     def has_work(self) -> bool:
-        return bool(self._to_evaluate)
+        return bool(self._to_evaluate) or self._requeued
 
     # ---- placement -------------------------------------------------------------------------
 
@@ -253,6 +255,7 @@ class Scheduler:
     def schedule(self) -> list[tuple[Job, str]]:
         """Evaluate what changed, then take the runnable jobs that fit: each is STARTING, its capacity
         reserved, and returned with its compute environment for the engine to start."""
+        self._requeued = False
         while self._to_evaluate:
             self._evaluate(self._to_evaluate.popleft())
         placed: list[tuple[Job, str]] = []
@@ -307,6 +310,7 @@ class Scheduler:
         if retry:
             self.set_status(job, "RUNNABLE", status_reason)
             self.runnable_queue(job.queue_arn).append(job)
+            self._requeued = True
         else:
             job.stopped_at = record["stoppedAt"]
             self.set_status(job, "FAILED", status_reason)

@@ -33,6 +33,7 @@ MAX_BODY_BYTES = 1024 * 1024
 STATE_FILE = "endpoint.json"
 PID_FILE = "endpoint.pid"
 STATUS_PATH = "/_local/status"
+FAULTS_PATH = "/_local/faults"
 LOCAL_PREFIX = "/_local/"
 
 
@@ -130,6 +131,13 @@ class RequestHandler(BaseHTTPRequestHandler):
                 credentials=self.server.credentials,
                 service=service,
             )
+            if self.path == FAULTS_PATH and self.command in ("GET", "PUT"):
+                faults = self.server.engine.faults
+                if self.command == "PUT":
+                    faults.replace(self._decode(body, "ClientException"))
+                    self.server.engine.wake()  # capacity may have changed
+                self._send(200, faults.current())
+                return
             if self.path.startswith(LOCAL_PREFIX):
                 if self.path != STATUS_PATH or self.command != "GET":
                     raise ApiError(

@@ -17,7 +17,7 @@ from typing import Any
 
 from batch_fanout.local import DEFAULT_REGION
 from batch_fanout.local.auth import LocalCredentials, credentials_for_data_dir, signed_headers
-from batch_fanout.local.cli import SERVER_LOG, fetch_status, running_state, serve_command
+from batch_fanout.local.cli import SERVER_LOG, exchange_faults, fetch_status, running_state, serve_command
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
@@ -56,6 +56,10 @@ class EndpointHandle:
             "AWS_DEFAULT_REGION": DEFAULT_REGION,
             "AWS_ENDPOINT_URL": self.url,
         }
+
+    def faults(self, document: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The endpoint's faults on demand, after replacing them with ``document`` if given."""
+        return exchange_faults(self.url, self.credentials, document)
 
     def connection(self, region: str = DEFAULT_REGION, **extra: Any) -> dict[str, Any]:
         """An Airflow ``aws`` connection for this endpoint (for ``AIRFLOW_CONN_<ID>`` as JSON).

@@ -1,0 +1,152 @@
+"""Faults on demand: make the endpoint misbehave the way AWS Batch does, to test what handles it.
+
+The faults are one JSON document, read and replaced with ``GET`` / ``PUT /_local/faults`` (signed like
+every call; ``batch-fanout local faults`` does it from the shell) and kept in the store, so they hold
+across restarts until replaced::
+
+    {
+      "throttle": {"DescribeJobs": {"count": 3}, "SubmitJob": {"rate": 0.2}},
+      "failures": [
+        {"jobName": "stress", "indices": [2, 4], "attempts": [1], "exitCode": 3},
+        {"jobName": "shortest*", "attempts": [1], "reclaim": true}
+      ],
+      "capacity": {"batch-fanout-ce": 1}
+    }
+
+- ``throttle``: the operation answers ``TooManyRequestsException`` (HTTP 429), for the next ``count``
+  calls (counted down and stored) or for a fraction ``rate`` of them;
+- ``failures``: an attempt of a job whose name matches ``jobName`` (``*`` at the end for a prefix), of
+  an array index in ``indices`` (all when absent) and an attempt number in ``attempts`` (all when
+  absent) does not run: it fails at once with ``exitCode`` (``Essential container in task exited``), or
+  with ``reclaim`` as a Spot reclaim does (no exit code, ``statusReason`` ``Host EC2 (instance
+  i-...) terminated.``), so that ``evaluateOnExit`` rules on ``onStatusReason`` fire;
+- ``capacity``: a compute environment offers at most that many vCPUs (capacity lost), whatever its
+  ``maxvCpus``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from typing import Any
+
+from batch_fanout.local.errors import ApiError
+from batch_fanout.local.jobs import Job
+from batch_fanout.local.store import Store
+
+RECLAIM_REASON = "Host EC2 (instance i-0123456789abcdef0) terminated."
+THROTTLE_MESSAGE = "Too Many Requests"
+KEYS = ("throttle", "failures", "capacity")
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError("ClientException", f"Invalid faults document: {message}")
+
+
+def check(document: Any) -> dict[str, Any]:
+    """The faults document, checked; ``ClientException`` naming what is wrong."""
+    if not isinstance(document, dict):
+        raise _invalid("it must be a JSON object")
+    unknown = set(document) - set(KEYS)
+    if unknown:
+        raise _invalid(f"unknown keys {sorted(unknown)}; use {', '.join(KEYS)}")
+    throttle = document.get("throttle", {})
+    if not isinstance(throttle, dict):
+        raise _invalid("throttle must map operation names to {count} or {rate}")
+    for operation, rule in throttle.items():
+        if not isinstance(rule, dict) or not set(rule) <= {"count", "rate"} or not rule:
+            raise _invalid(f"throttle.{operation} must be {{'count': N}} or {{'rate': R}}")
+        if "count" in rule and (not isinstance(rule["count"], int) or rule["count"] < 0):
+            raise _invalid(f"throttle.{operation}.count must be a whole number >= 0")
+        if "rate" in rule and not (isinstance(rule["rate"], int | float) and 0 <= rule["rate"] <= 1):
+            raise _invalid(f"throttle.{operation}.rate must be between 0 and 1")
+    failures = document.get("failures", [])
+    if not isinstance(failures, list):
+        raise _invalid("failures must be a list")
+    for position, rule in enumerate(failures):
+        if not isinstance(rule, dict) or not isinstance(rule.get("jobName"), str):
+            raise _invalid(f"failures[{position}] needs a jobName")
+        if not rule.get("reclaim") and not isinstance(rule.get("exitCode"), int):
+            raise _invalid(f"failures[{position}] needs an exitCode, or reclaim: true")
+        for key in ("indices", "attempts"):
+            if key in rule and not (
+                isinstance(rule[key], list) and all(isinstance(item, int) for item in rule[key])
+            ):
+                raise _invalid(f"failures[{position}].{key} must be a list of whole numbers")
+    capacity = document.get("capacity", {})
+    if not isinstance(capacity, dict) or not all(
+        isinstance(value, int | float) and value >= 0 for value in capacity.values()
+    ):
+        raise _invalid("capacity must map compute environment names to vCPUs >= 0")
+    return {"throttle": throttle, "failures": failures, "capacity": capacity}
+
+
+def _name_matches(pattern: str, name: str) -> bool:
+    return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
+
+
+class Faults:
+    """The faults in force, kept in ``store``; safe to call from any thread.
+
+    :param store: where the document persists
+    :param store_lock: the lock that serialises the store's use (the engine's)
+    """
+
+    def __init__(self, store: Store, store_lock: threading.RLock) -> None:
+        self.store = store
+        self.store_lock = store_lock
+        self._lock = threading.Lock()
+        stored = store.load_resources("faults")
+        self.document = check(stored[0]) if stored else check({})
+
+    def replace(self, document: Any) -> dict[str, Any]:
+        checked = check(document)
+        with self._lock:
+            self.document = checked
+            self._save()
+        return checked
+
+    def current(self) -> dict[str, Any]:
+        """A copy of the document in force (throttle counts change as calls come)."""
+        with self._lock:
+            copied: dict[str, Any] = json.loads(json.dumps(self.document))
+        return copied
+
+    def _save(self) -> None:
+        with self.store_lock:
+            self.store.save_resource("faults", "faults", self.document)
+
+    def throttle(self, operation: str) -> None:
+        """Raise ``TooManyRequestsException`` when ``operation`` is to be throttled now."""
+        with self._lock:
+            rule = self.document["throttle"].get(operation)
+            if not rule:
+                return
+            if rule.get("count"):
+                rule["count"] -= 1
+                self._save()
+            elif not ("rate" in rule and random.random() < rule["rate"]):
+                return
+        raise ApiError("TooManyRequestsException", THROTTLE_MESSAGE, 429)
+
+    def failure(self, job: Job, attempt_number: int) -> tuple[int | None, str] | None:
+        """How an attempt is to fail instead of running (exit code, status reason), or ``None``."""
+        with self._lock:
+            rules = list(self.document["failures"])
+        for rule in rules:
+            if not _name_matches(rule["jobName"], job.name):
+                continue
+            if "indices" in rule and job.index not in rule["indices"]:
+                continue
+            if "attempts" in rule and attempt_number not in rule["attempts"]:
+                continue
+            if rule.get("reclaim"):
+                return None, RECLAIM_REASON
+            return int(rule["exitCode"]), "Essential container in task exited"
+        return None
+
+    def capacity_limit(self, environment_name: str) -> float | None:
+        with self._lock:
+            value = self.document["capacity"].get(environment_name)
+        return None if value is None else float(value)
