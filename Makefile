@@ -9,6 +9,8 @@ INSTALLED := $(VENV)/.installed
 AIRFLOW_DB := $(PROJECT_DIR)/.airflow/airflow.db
 
 export BATCH_FANOUT_HOME := $(PROJECT_DIR)
+# Where the local endpoint finds the job images (its lookup order: docs/local-endpoint.md).
+export BATCH_FANOUT_CONTAINERS_DIR := $(PROJECT_DIR)/include/containers
 export AIRFLOW_HOME := $(PROJECT_DIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(PROJECT_DIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False

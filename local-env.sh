@@ -4,6 +4,8 @@
 # metadata database and the local AWS Batch endpoint that `make demo` set up.
 _batch_fanout_home="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
 export BATCH_FANOUT_HOME="$_batch_fanout_home"
+# Where the local endpoint finds the job images (its lookup order: docs/local-endpoint.md).
+export BATCH_FANOUT_CONTAINERS_DIR="$_batch_fanout_home/include/containers"
 export AIRFLOW_HOME="$_batch_fanout_home/.airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$_batch_fanout_home/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
