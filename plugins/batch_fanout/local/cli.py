@@ -29,6 +29,7 @@ from batch_fanout.local.auth import (
     signed_headers,
 )
 from batch_fanout.local.engine import DEFAULT_KILL_GRACE_SECONDS, DEFAULT_MAX_LOG_BYTES
+from batch_fanout.local.faults import exchange_faults
 
 STATE_FILE = "endpoint.json"
 PID_FILE = "endpoint.pid"
@@ -60,33 +61,6 @@ def fetch_status(url: str, credentials: LocalCredentials, timeout: float = 2.0) 
     except (OSError, ValueError, urllib.error.URLError):
         return None
     return payload if isinstance(payload, dict) else None
-
-
-def exchange_faults(
-    url: str, credentials: LocalCredentials, document: dict[str, Any] | None = None, timeout: float = 10.0
-) -> dict[str, Any]:
-    """The endpoint's faults (``GET /_local/faults``), after replacing them with ``document`` if given.
-
-    :raises RuntimeError: with the endpoint's message when it refuses the document
-    """
-    faults_url = f"{url}/_local/faults"
-    body = b"" if document is None else json.dumps(document).encode()
-    method = "GET" if document is None else "PUT"
-    headers = signed_headers(
-        method,
-        faults_url,
-        credentials=credentials,
-        region=DEFAULT_REGION,
-        body=body,
-        headers={"Content-Type": "application/json"},
-    )
-    request = urllib.request.Request(faults_url, data=body or None, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer: dict[str, Any] = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(json.loads(error.read() or b"{}").get("message", str(error))) from error
-    return answer
 
 
 def running_state(data_dir: Path) -> dict[str, Any] | None:

@@ -10,6 +10,9 @@ Jobs outlive the endpoint: supervisors run in their own sessions and write their
 status to files (``supervisor.py``). After a restart, attempts whose supervisor still runs are adopted
 again, those that ended meanwhile are completed from their recorded status, and only those whose
 supervisor is gone are failed (and retried by their ``retryStrategy``).
+
+The module is a little over 400 lines because the loop, the attempts' lifecycle, recovery and stopping
+share one table of live attempts under one lock; split, that discipline would span modules.
 """
 
 from __future__ import annotations

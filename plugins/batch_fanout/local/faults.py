@@ -29,8 +29,12 @@ from __future__ import annotations
 import json
 import random
 import threading
+import urllib.error
+import urllib.request
 from typing import Any
 
+from batch_fanout.local import DEFAULT_REGION
+from batch_fanout.local.auth import LocalCredentials, signed_headers
 from batch_fanout.local.errors import ApiError
 from batch_fanout.local.jobs import Job
 from batch_fanout.local.store import Store
@@ -150,3 +154,30 @@ class Faults:
         with self._lock:
             value = self.document["capacity"].get(environment_name)
         return None if value is None else float(value)
+
+
+def exchange_faults(
+    url: str, credentials: LocalCredentials, document: dict[str, Any] | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The endpoint's faults (``GET /_local/faults``), after replacing them with ``document`` if given.
+
+    :raises RuntimeError: with the endpoint's message when it refuses the document
+    """
+    faults_url = f"{url}/_local/faults"
+    body = b"" if document is None else json.dumps(document).encode()
+    method = "GET" if document is None else "PUT"
+    headers = signed_headers(
+        method,
+        faults_url,
+        credentials=credentials,
+        region=DEFAULT_REGION,
+        body=body,
+        headers={"Content-Type": "application/json"},
+    )
+    request = urllib.request.Request(faults_url, data=body or None, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(json.loads(error.read() or b"{}").get("message", str(error))) from error
+    return answer

@@ -17,7 +17,8 @@ from typing import Any
 
 from batch_fanout.local import DEFAULT_REGION
 from batch_fanout.local.auth import LocalCredentials, credentials_for_data_dir, signed_headers
-from batch_fanout.local.cli import SERVER_LOG, exchange_faults, fetch_status, running_state, serve_command
+from batch_fanout.local.cli import SERVER_LOG, fetch_status, running_state, serve_command
+from batch_fanout.local.faults import exchange_faults
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
