@@ -101,7 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "--data-dir",
         str(home / ".local-batch"),
         "--containers-dir",
-        str(home / "include" / "containers"),
+        os.environ.get("BATCH_FANOUT_CONTAINERS_DIR") or str(home / "include" / "containers"),
     )
     if start.returncode != 0:
         print(start.stdout + start.stderr, file=sys.stderr)

@@ -26,6 +26,7 @@ def test_demo_runs_the_pipeline_and_ends_with_the_report_path(tmp_path: Path) ->
     home = tmp_path / "project"
     home.mkdir()
     (home / "dags").symlink_to(REPO_ROOT / "dags")
+    (home / "include").symlink_to(REPO_ROOT / "include")  # the job images, as in any project
     port = free_port()
     settings = (REPO_ROOT / "airflow_settings.yaml").read_text()
     assert "http://127.0.0.1:8699" in settings
