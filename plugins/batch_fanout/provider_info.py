@@ -37,10 +37,15 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": "AWS Batch", "python-modules": ["batch_fanout.hooks.batch_client"]}],
         "notifications": ["batch_fanout.notifications.failure.RunFailureNotifier"],
         "extra-links": [
+            "batch_fanout.links.batch.BatchFanoutArrayViewLink",
+            "batch_fanout.links.batch.BatchFanoutChildLogLink",
+            "batch_fanout.links.batch.BatchFanoutReportLink",
             "batch_fanout.links.batch.BatchFanoutJobLink",
             "batch_fanout.links.batch.BatchFanoutChildJobLink",
             "batch_fanout.links.batch.BatchFanoutLogsLink",
             "batch_fanout.links.batch.BatchFanoutResultsLink",
+            "batch_fanout.links.batch.BatchFanoutJobDefinitionLink",
+            "batch_fanout.links.batch.BatchFanoutJobQueueLink",
         ],
         "triggers": [
             {"integration-name": "AWS Batch", "python-modules": ["batch_fanout.triggers.batch"]},

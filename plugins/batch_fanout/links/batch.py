@@ -1,12 +1,25 @@
 """Extra links of the batch-fanout operator and sensor.
 
+Links into the plugin's views (:mod:`batch_fanout.ui`), on AWS and on a local endpoint alike:
+
+- :class:`BatchFanoutArrayViewLink`: the task's array view (every child, its state and attempts);
+- :class:`BatchFanoutChildLogLink`: the array view opened on one child's log (the first failed child
+  once children failed, else child 0, or the plain job);
+- :class:`BatchFanoutReportLink`: the run's report view (``report/report.html`` with its tables and
+  plots), for tasks given a ``results_uri``.
+
+AWS console links, shown only when the task's connection has no ``endpoint_url`` (with one, the job
+lives on an endpoint that no AWS console knows, so these links are left empty and Airflow hides them):
+
 - :class:`BatchFanoutJobLink`: the job (array parent or plain job) in the AWS Batch console;
 - :class:`BatchFanoutChildJobLink`: a child of an array job in the console (the first failed child
   once children failed, else child 0);
 - :class:`BatchFanoutLogsLink`: CloudWatch Logs of the job (the first failed child's stream, the plain
   job's stream, or the log group);
-- :class:`BatchFanoutResultsLink`: the run's folder in the results store (``s3://`` opens in the S3
-  console, anything else is linked as it is).
+- :class:`BatchFanoutResultsLink`: the run's folder in the S3 console, for an ``s3://`` results store
+  (a ``file://`` folder is not linked: browsers refuse to open it from an Airflow page);
+- :class:`BatchFanoutJobDefinitionLink`, :class:`BatchFanoutJobQueueLink`: the Amazon provider's
+  definition and queue links, under the same rule.
 
 Each is stored in XCom by the task (``persist``) and registered in ``get_provider_info``.
 """
@@ -17,8 +30,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
 from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
+from airflow.providers.amazon.aws.links.batch import BatchJobDefinitionLink, BatchJobQueueLink
 from airflow.providers.amazon.aws.utils.suppress import return_on_error
-from airflow.providers.common.compat.sdk import XCom
+from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom
+
+from batch_fanout.ui.paths import array_view_url, report_view_url
 
 if TYPE_CHECKING:
     from airflow.models import BaseOperator
@@ -26,7 +42,85 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class BatchFanoutJobLink(BaseAwsLink):
+def targets_endpoint(operator: BaseOperator) -> bool:
+    """Whether the task's AWS connection names an ``endpoint_url`` for Batch (a local or private
+    endpoint, which no AWS console knows).
+
+    Airflow computes a task's links in the worker when the task ends and stores them in XCom, so this
+    reads the task's own connection through its hook (no metadata database access).
+    """
+    hook = getattr(operator, "hook", None)
+    config = getattr(hook, "conn_config", None) if hook is not None else None
+    if config is None:
+        return False
+    return bool(config.endpoint_url or config.get_service_endpoint_url("batch"))
+
+
+class _ConsoleLink(BaseAwsLink):
+    """An AWS console link, left empty when the task's connection targets an ``endpoint_url``."""
+
+    @return_on_error("")
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        if targets_endpoint(operator):
+            return ""
+        return super().get_link(operator, ti_key=ti_key)
+
+
+def _job_id(ti_key: TaskInstanceKey) -> str:
+    conf = XCom.get_value(key=BatchFanoutJobLink.key, ti_key=ti_key)
+    return str(conf.get("job_id") or "") if isinstance(conf, dict) else ""
+
+
+class BatchFanoutArrayViewLink(BaseOperatorLink):
+    """The task's array view: its job's children by logical index, with their attempts and logs."""
+
+    name = "Array View"
+
+    @return_on_error("")
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        if not _job_id(ti_key):
+            return ""
+        return array_view_url(ti_key.dag_id, ti_key.run_id, ti_key.task_id, ti_key.map_index)
+
+
+class BatchFanoutChildLogLink(BaseOperatorLink):
+    """The array view opened on the log of one child: the first failed one, else child 0."""
+
+    name = "Child Log"
+
+    @return_on_error("")
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        job_id = _job_id(ti_key)
+        if not job_id:
+            return ""
+        child = XCom.get_value(key=BatchFanoutChildJobLink.key, ti_key=ti_key)
+        child_id = child.get("job_id") if isinstance(child, dict) else None
+        return array_view_url(
+            ti_key.dag_id, ti_key.run_id, ti_key.task_id, ti_key.map_index, child=child_id or job_id
+        )
+
+
+class BatchFanoutReportLink(BaseOperatorLink):
+    """The run's report view, for a task that was given the results store."""
+
+    name = "Run Report"
+
+    @return_on_error("")
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        if not XCom.get_value(key=BatchFanoutResultsLink.key, ti_key=ti_key):
+            return ""
+        return report_view_url(ti_key.dag_id, ti_key.run_id)
+
+
+class BatchFanoutJobDefinitionLink(_ConsoleLink, BatchJobDefinitionLink):
+    """The Amazon provider's job definition link (same XCom), hidden on an ``endpoint_url``."""
+
+
+class BatchFanoutJobQueueLink(_ConsoleLink, BatchJobQueueLink):
+    """The Amazon provider's job queue link (same XCom), hidden on an ``endpoint_url``."""
+
+
+class BatchFanoutJobLink(_ConsoleLink):
     """The Batch job of the task's latest try, in the AWS Batch console."""
 
     name = "Batch Job"
@@ -34,7 +128,7 @@ class BatchFanoutJobLink(BaseAwsLink):
     format_str = BASE_AWS_CONSOLE_LINK + "/batch/home?region={region_name}#jobs/detail/{job_id}"
 
 
-class BatchFanoutChildJobLink(BaseAwsLink):
+class BatchFanoutChildJobLink(_ConsoleLink):
     """A child of the task's array job in the AWS Batch console (the first failed one, else child 0)."""
 
     name = "Batch Child Job"
@@ -42,7 +136,7 @@ class BatchFanoutChildJobLink(BaseAwsLink):
     format_str = BASE_AWS_CONSOLE_LINK + "/batch/home?region={region_name}#jobs/detail/{job_id}"
 
 
-class BatchFanoutLogsLink(BaseAwsLink):
+class BatchFanoutLogsLink(_ConsoleLink):
     """CloudWatch Logs of the job: a stream when one is known, else the log group."""
 
     name = "Batch Job Logs"
@@ -69,7 +163,8 @@ class BatchFanoutResultsLink(BaseAwsLink):
 
     @staticmethod
     def results_url(results_uri: str, dag_id: str, run_id: str) -> str:
-        """Where a person opens the run's results: the S3 console for ``s3://``, else the URI itself."""
+        """Where the run's results are: the S3 console for ``s3://``, else the folder's URI (stored,
+        but not linked: see :meth:`get_link`)."""
         base = results_uri.rstrip("/")
         run_folder = f"{base}/{dag_id}/{run_id}/"
         if base.startswith("s3://"):
@@ -80,7 +175,11 @@ class BatchFanoutResultsLink(BaseAwsLink):
     @return_on_error("")
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         conf = XCom.get_value(key=self.key, ti_key=ti_key)
-        return conf.get("url", "") if conf else ""
+        url = str(conf.get("url", "")) if conf else ""
+        # A file:// folder cannot be opened from an http page: the Run Report link leads to it.
+        if not url.startswith("https://") or targets_endpoint(operator):
+            return ""
+        return url
 
     @classmethod
     def persist_results(cls, context: Context, operator: BaseOperator, results_uri: str) -> None:
@@ -93,7 +192,31 @@ class BatchFanoutResultsLink(BaseAwsLink):
         )
 
 
-ALL_LINKS = (BatchFanoutJobLink, BatchFanoutChildJobLink, BatchFanoutLogsLink, BatchFanoutResultsLink)
+ALL_LINKS = (
+    BatchFanoutArrayViewLink,
+    BatchFanoutChildLogLink,
+    BatchFanoutReportLink,
+    BatchFanoutJobLink,
+    BatchFanoutChildJobLink,
+    BatchFanoutLogsLink,
+    BatchFanoutResultsLink,
+    BatchFanoutJobDefinitionLink,
+    BatchFanoutJobQueueLink,
+)
+
+#: The operator's extra links: the views first, then the AWS console.
+OPERATOR_LINKS = tuple(link() for link in ALL_LINKS)
+#: The sensor's: the same without the run's results (a sensor is given no results store).
+SENSOR_LINKS = tuple(
+    link()
+    for link in (
+        BatchFanoutArrayViewLink,
+        BatchFanoutChildLogLink,
+        BatchFanoutJobLink,
+        BatchFanoutChildJobLink,
+        BatchFanoutLogsLink,
+    )
+)
 
 
 def persist_job_links(

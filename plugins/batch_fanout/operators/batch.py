@@ -77,13 +77,7 @@ from batch_fanout.hooks.batch_outcome import (
     logical_indices_of,
     parse_tolerated_failures,
 )
-from batch_fanout.links.batch import (
-    BatchFanoutChildJobLink,
-    BatchFanoutJobLink,
-    BatchFanoutLogsLink,
-    BatchFanoutResultsLink,
-    persist_job_links,
-)
+from batch_fanout.links.batch import OPERATOR_LINKS, BatchFanoutResultsLink, persist_job_links
 from batch_fanout.triggers.batch import BatchFanoutTrigger
 from batch_fanout_job.index import INDEX_MAP_VARIABLE, format_index_map
 
@@ -95,6 +89,9 @@ TAG_DAG_ID = "batch-fanout:dag-id"
 TAG_TASK_ID = "batch-fanout:task-id"
 TAG_RUN_ID = "batch-fanout:run-id"
 TAG_MAP_INDEX = "batch-fanout:map-index"
+#: On a job that reruns (the failed children of) an earlier job: that job's id, so the array view can
+#: show a logical index's whole history.
+TAG_RETRY_OF = "batch-fanout:retry-of"
 ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 
 
@@ -220,14 +217,7 @@ class BatchFanoutOperator(ResumableJobMixin, BatchOperator):
     )
     template_fields_renderers = {**BatchOperator.template_fields_renderers, "depends_on": "json"}
 
-    operator_extra_links = (  # type: ignore[assignment]
-        BatchFanoutJobLink(),
-        BatchFanoutChildJobLink(),
-        BatchFanoutLogsLink(),
-        BatchFanoutResultsLink(),
-        BatchJobDefinitionLink(),
-        BatchJobQueueLink(),
-    )
+    operator_extra_links = OPERATOR_LINKS  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -355,6 +345,8 @@ class BatchFanoutOperator(ResumableJobMixin, BatchOperator):
                 return state.job_id
             indices = self._indices_to_retry(previous) if self.retry_only_failed_children else None
         request = self._submit_request(context, indices)
+        if previous is not None:
+            request["tags"][TAG_RETRY_OF] = previous["jobId"]
         self.log.info(
             "Submitting AWS Batch job %r to %s with definition %s: %s",
             self.job_name,

@@ -30,12 +30,7 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 
 from batch_fanout.hooks.batch_client import BatchFanoutClientHook, BatchJobState
 from batch_fanout.hooks.batch_outcome import assess_finished_job, parse_tolerated_failures
-from batch_fanout.links.batch import (
-    BatchFanoutChildJobLink,
-    BatchFanoutJobLink,
-    BatchFanoutLogsLink,
-    persist_job_links,
-)
+from batch_fanout.links.batch import SENSOR_LINKS, persist_job_links
 from batch_fanout.triggers.batch import BatchFanoutTrigger
 
 if TYPE_CHECKING:
@@ -60,7 +55,7 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
     aws_hook_class = BatchFanoutClientHook
     template_fields: Sequence[str] = aws_template_fields("job_id", "tolerated_failures")
     ui_color = "#9fd3e6"
-    operator_extra_links = (BatchFanoutJobLink(), BatchFanoutChildJobLink(), BatchFanoutLogsLink())
+    operator_extra_links = SENSOR_LINKS
 
     def __init__(
         self,

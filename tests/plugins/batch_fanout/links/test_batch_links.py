@@ -7,9 +7,15 @@ from airflow.sdk import BaseOperatorLink
 from airflow.sdk.module_loading import import_string
 
 from batch_fanout.links.batch import (
+    ALL_LINKS,
+    BatchFanoutArrayViewLink,
     BatchFanoutChildJobLink,
+    BatchFanoutChildLogLink,
+    BatchFanoutJobDefinitionLink,
     BatchFanoutJobLink,
+    BatchFanoutJobQueueLink,
     BatchFanoutLogsLink,
+    BatchFanoutReportLink,
     BatchFanoutResultsLink,
 )
 from batch_fanout.operators.batch import BatchFanoutOperator
@@ -20,12 +26,7 @@ from batch_fanout.sensors.batch import BatchFanoutSensor
 def test_links_and_trigger_are_registered_with_the_provider() -> None:
     info = get_provider_info()
     links = [import_string(path) for path in info["extra-links"]]
-    assert set(links) == {
-        BatchFanoutJobLink,
-        BatchFanoutChildJobLink,
-        BatchFanoutLogsLink,
-        BatchFanoutResultsLink,
-    }
+    assert set(links) == set(ALL_LINKS)
     assert all(issubclass(link, BaseOperatorLink) for link in links)
     assert len({link.name for link in links}) == len(links)
     modules = [module for entry in info["triggers"] for module in entry["python-modules"]]
@@ -35,13 +36,17 @@ def test_links_and_trigger_are_registered_with_the_provider() -> None:
 
 def test_operator_and_sensor_offer_the_links() -> None:
     operator_links = {type(link) for link in BatchFanoutOperator.operator_extra_links}
+    assert operator_links == set(ALL_LINKS)
     assert {
-        BatchFanoutJobLink,
-        BatchFanoutChildJobLink,
-        BatchFanoutLogsLink,
-        BatchFanoutResultsLink,
+        BatchFanoutArrayViewLink,
+        BatchFanoutChildLogLink,
+        BatchFanoutReportLink,
+        BatchFanoutJobDefinitionLink,
+        BatchFanoutJobQueueLink,
     } <= operator_links
     assert {type(link) for link in BatchFanoutSensor.operator_extra_links} == {
+        BatchFanoutArrayViewLink,
+        BatchFanoutChildLogLink,
         BatchFanoutJobLink,
         BatchFanoutChildJobLink,
         BatchFanoutLogsLink,
