@@ -22,6 +22,8 @@ SUBMISSION_POOL = "batch_submissions"
 OWNER = "batch-fanout"
 
 RESULTS_URI = "{{ var.value.batch_fanout_results_uri }}"
+# The Slack incoming-webhook connection failures are posted to; empty (the default) posts nothing.
+SLACK_CONN_ID = "{{ var.value.get('batch_fanout_slack_conn_id', '') }}"
 RUN_PREFIX = "{{ dag.dag_id }}/{{ run_id }}"
 REGISTER_TASK_ID = "register_job_definitions"
 
@@ -58,7 +60,9 @@ def default_args(*, retries: int = 2) -> dict[str, Any]:
         "retry_delay": timedelta(seconds=20),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
-        "on_failure_callback": [RunFailureNotifier(results_uri=RESULTS_URI)],
+        "on_failure_callback": [
+            RunFailureNotifier(results_uri=RESULTS_URI, slack_webhook_conn_id=SLACK_CONN_ID)
+        ],
     }
 
 

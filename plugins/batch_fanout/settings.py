@@ -11,6 +11,10 @@ of the settings file. ``BATCH_FANOUT_LOCAL_ACCESS_KEY_ID`` and ``BATCH_FANOUT_LO
 default to the credentials of the local endpoint whose data directory is ``.local-batch`` beside the
 file (created there when it has none yet), so the connection in the database signs as the endpoint
 expects, also for runs triggered from the UI.
+
+A variable named ``*_results_uri`` whose value is a ``file://`` URI names a local results store: its
+folder is created when the file is loaded, so the first run triggered from the UI finds it (an S3
+bucket is created by its own stack, never here).
 """
 
 from __future__ import annotations
@@ -382,7 +386,25 @@ def _load_command(args: argparse.Namespace) -> int:
         return 1
     for line in apply_settings(settings):
         print(line)
+    for line in create_local_results_stores(settings):
+        print(line)
     return 0
+
+
+def create_local_results_stores(settings: Settings) -> list[str]:
+    """Create the folder of every local results store the settings name (``*_results_uri`` variables
+    with a ``file://`` value); return one line per store."""
+    from urllib.parse import unquote, urlsplit
+
+    report = []
+    for variable in settings.variables:
+        if not variable.key.endswith("_results_uri") or not variable.value.startswith("file://"):
+            continue
+        folder = Path(unquote(urlsplit(variable.value).path))
+        existed = folder.is_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        report.append(f"results store {folder}: {'exists' if existed else 'created'}")
+    return report
 
 
 def add_parser(subparsers: Any) -> None:

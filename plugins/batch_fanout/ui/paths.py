@@ -26,7 +26,8 @@ def _base() -> str:
 def _prefix(absolute: bool) -> str:
     base = _base()
     if absolute:
-        return base + URL_PREFIX
+        # Airflow's own default for the links it sends (a task's log URL) when base_url is unset.
+        return (base or "http://localhost:8080") + URL_PREFIX
     return urlsplit(base).path.rstrip("/") + URL_PREFIX
 
 

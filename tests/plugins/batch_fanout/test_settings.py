@@ -124,13 +124,16 @@ def test_the_projects_settings_file_is_valid() -> None:
             "BATCH_FANOUT_LOCAL_SECRET_ACCESS_KEY": "example-secret-example-secret",
         },
     )
-    assert [c.conn_id for c in settings.connections] == ["batch_fanout_aws"]
+    assert [c.conn_id for c in settings.connections] == ["batch_fanout_aws", "batch_fanout_slack"]
     connection = settings.connections[0]
     assert (connection.login, connection.password) == (
         "AKIAEXAMPLEEXAMPLE00",
         "example-secret-example-secret",
     )
     assert settings.connections[0].extra["endpoint_url"].startswith("http://127.0.0.1:")
+    # Slack is off until the variable names the webhook connection.
+    assert settings.connections[1].conn_type == "slackwebhook"
+    assert {v.key: v.value for v in settings.variables}["batch_fanout_slack_conn_id"] == ""
     assert {v.key: v.value for v in settings.variables}["batch_fanout_results_uri"] == "file:///p/.results"
     assert [p.name for p in settings.pools] == ["batch_submissions"]
 
@@ -216,3 +219,23 @@ def test_malformed_settings_name_the_entry_and_field(document: str, message: str
         parse_settings(document, "settings.yaml", {})
     assert str(raised.value).startswith("settings.yaml: ")
     assert message in str(raised.value)
+
+
+@pytest.mark.slow
+def test_load_creates_the_local_results_store_the_settings_name(airflow_db: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "airflow_settings.yaml"
+    settings.write_text(
+        "airflow:\n  variables:\n"
+        "    - variable_name: settings_test_results_uri\n"
+        "      variable_value: file://${RESULTS_HOME}/store/.results\n"
+        "    - variable_name: settings_test_s3_results_uri\n"
+        "      variable_value: s3://settings-test-bucket/results\n"
+    )
+    home = tmp_path / "project"
+    first = load(settings, env_home=str(home))
+    assert first.returncode == 0, first.stderr
+    assert (home / "store" / ".results").is_dir()
+    assert f"results store {home / 'store' / '.results'}: created" in first.stdout.splitlines()
+    assert "s3://" not in first.stdout.replace("variable settings_test_s3_results_uri", "")
+    again = load(settings, env_home=str(home))
+    assert f"results store {home / 'store' / '.results'}: exists" in again.stdout.splitlines()
