@@ -46,13 +46,18 @@ $(INSTALLED): pyproject.toml requirements.txt
 	$$UV pip install --quiet --python $(VENV)/bin/python -e '.[jobs,test]' -r requirements.txt
 	@touch $@
 
+# stress-ng for the jobs; Debian's chromium and chromium-driver for the browser tests of the views.
 system-packages:
-	@if ! command -v stress-ng >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v stress-ng >/dev/null 2>&1 || missing="$$missing stress-ng"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing stress-ng with apt-get"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng >/dev/null; \
+			echo "installing$$missing with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "error: stress-ng is missing; install it with: sudo apt-get install -y stress-ng" >&2; exit 1; \
+			echo "error: missing$$missing; install with: sudo apt-get install -y$$missing" >&2; exit 1; \
 		fi; \
 	fi
 

@@ -36,6 +36,9 @@ REPORT_POLICY = (
     "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
 )
 
+#: The children of finished jobs, kept between refreshes (they never change again).
+FINISHED_CHILDREN = array_data.FinishedChildren()
+
 read_task_instances = Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE))
 read_task_logs = Depends(requires_access_dag("GET", DagAccessEntity.TASK_LOGS))
 read_runs = Depends(requires_access_dag("GET", DagAccessEntity.RUN))
@@ -132,7 +135,9 @@ def create_app() -> FastAPI:
         job_id, conn_id = _task_job(dag_id, run_id, task_id, map_index)
         batch, _, calls = _clients(conn_id)
         try:
-            view = array_data.read_array_view(batch, job_id, calls)
+            view = array_data.read_array_view(
+                batch, job_id, calls, finished=FINISHED_CHILDREN, scope=conn_id or ""
+            )
         except LookupError as error:
             raise HTTPException(404, str(error)) from None
         data = view.to_json()

@@ -8,14 +8,19 @@ DescribeJobs per child: a refresh of a 10,000-child array costs one DescribeJobs
 history plus about ten ListJobs pages. Children are keyed by logical index (through each job's
 ``BATCH_FANOUT_INDEX_MAP``), so a retried index shows its latest run and its history.
 
+A finished job's children never change again, so the API server keeps the children of the last few
+finished jobs it listed (:class:`FinishedChildren`): a refresh of a finished array then costs only
+the DescribeJobs calls. Listing is what costs time on a large array (botocore parses every summary).
+
 One child's details (Batch attempts, exit codes, log stream) and its log are read on demand, when a
 person opens it: one DescribeJobs call and one GetLogEvents call.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,17 +215,55 @@ def list_children(batch: CountingClient, job: dict[str, Any]) -> list[Child]:
     return list(found.values())
 
 
+class FinishedChildren:
+    """The children of the last ``size`` finished array jobs listed, by (connection, job id).
+
+    :param size: how many jobs to keep (a 10,000-child job takes a few MB).
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._jobs: OrderedDict[tuple[str, str], list[Child]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> list[Child] | None:
+        with self._lock:
+            children = self._jobs.get(key)
+            if children is not None:
+                self._jobs.move_to_end(key)
+            return children
+
+    def clear(self) -> None:
+        with self._lock:
+            self._jobs.clear()
+
+    def put(self, key: tuple[str, str], children: list[Child]) -> None:
+        with self._lock:
+            self._jobs[key] = children
+            self._jobs.move_to_end(key)
+            while len(self._jobs) > self.size:
+                self._jobs.popitem(last=False)
+
+
 def _array_index(child_id: str) -> int | None:
     _, _, index = child_id.rpartition(":")
     return int(index) if index.isdigit() else None
 
 
-def read_array_view(batch: CountingClient, job_id: str, calls: Counter[str]) -> ArrayView:
+def read_array_view(
+    batch: CountingClient,
+    job_id: str,
+    calls: Counter[str],
+    finished: FinishedChildren | None = None,
+    scope: str = "",
+) -> ArrayView:
     """Read the task's job, its history and every child.
 
     :param batch: the Batch client (counted).
     :param job_id: the job of the task's latest try.
     :param calls: the counter ``batch`` counts into (reported with the view).
+    :param finished: where the children of finished jobs are kept between refreshes.
+    :param scope: what distinguishes job ids of different accounts in ``finished`` (the connection).
     """
     history = job_history(batch, job_id)
     view = ArrayView(jobs=history, calls=calls)
@@ -228,7 +271,13 @@ def read_array_view(batch: CountingClient, job_id: str, calls: Counter[str]) -> 
         covered = logical_indices_of(job)
         if (job.get("arrayProperties") or {}).get("size"):
             listed: set[int] = set()
-            for child in list_children(batch, job):
+            key = (scope, job["jobId"])
+            children = finished.get(key) if finished is not None else None
+            if children is None:
+                children = list_children(batch, job)
+                if finished is not None and job.get("status") in TERMINAL_STATES:
+                    finished.put(key, children)
+            for child in children:
                 position = _array_index(child.job_id)
                 if position is None:
                     continue

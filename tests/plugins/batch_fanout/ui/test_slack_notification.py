@@ -90,4 +90,3 @@ def test_failed_array_task_posts_its_job_and_failed_indices_to_slack(
     assert "id `" in text
     # The failure record is still written beside the run's results.
     assert (results / "bf_ui_slack" / dag_run.run_id / "_failures" / "arr.json").is_file()
-

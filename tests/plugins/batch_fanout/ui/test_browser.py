@@ -1,0 +1,302 @@
+"""The views in a real browser: Debian's Chromium (headless, through chromium-driver and selenium)
+against a real Airflow (``airflow api-server``, scheduler and DAG processor started here on
+127.0.0.1 and a free port, Simple auth manager), running ``batch_fanout`` on the local endpoint.
+
+The test logs in through Airflow's login form, triggers ``batch_fanout`` with a failure injected on
+stress-ng index 1 (``stage_by_stage``, so the task's retry reruns only that child and the run
+completes with its report), opens the array view of the stress-ng task and sees every index's state
+and the failed attempt's log line, opens the report view and sees its plots, and checks that no link
+on the task page points at the AWS console.
+
+``BATCH_FANOUT_SCREENSHOTS=<folder>`` saves the two views as PNG there (the README's pictures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+PASSWORD = "browser-test-password"
+RUN_TIMEOUT = 600.0
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(
+        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+        reason="Debian's chromium and chromium-driver are not installed (make system-packages installs them)",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def airflow_server(tmp_path_factory: pytest.TempPathFactory, batch_endpoint: Any) -> Iterator[dict[str, Any]]:
+    """A real Airflow on 127.0.0.1: API server, scheduler (LocalExecutor) and DAG processor, with its
+    own metadata database, the project's DAGs, and the connection to the session's local endpoint."""
+    home = tmp_path_factory.mktemp("browser-airflow")
+    results = home / "results"
+    results.mkdir()
+    port = free_port()
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({"admin": PASSWORD}))
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "browser-test-jwt-secret-of-enough-length-for-hs512-0123456789abcdef",
+        "AIRFLOW__API__SECRET_KEY": "browser-test-secret-key",
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW_CONN_BATCH_FANOUT_AWS": json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"region_name": "us-east-1", "endpoint_url": batch_endpoint.url},
+            }
+        ),
+        "AIRFLOW_VAR_BATCH_FANOUT_RESULTS_URI": results.as_uri(),
+        "AIRFLOW_VAR_BATCH_FANOUT_IMAGE_REGISTRY": "local",
+        "AIRFLOW_VAR_BATCH_FANOUT_IMAGE_TAG": "latest",
+        # On demand only: no scheduled run competes with the one the test triggers.
+        **{
+            f"BATCH_FANOUT_SCHEDULE_{path.stem.upper()}": "none" for path in (REPO_ROOT / "dags").glob("*.py")
+        },
+    }
+    airflow = [sys.executable, "-m", "airflow"]
+    subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [*airflow, "pools", "set", "batch_submissions", "8", "Batch submissions"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    processes = []
+    logs = []
+    try:
+        for name, command in (
+            ("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]),
+            ("scheduler", ["scheduler"]),
+            ("dag-processor", ["dag-processor"]),
+        ):
+            log = open(home / f"{name}.log", "wb")  # noqa: SIM115  (closed in finally)
+            logs.append(log)
+            processes.append(
+                subprocess.Popen([*airflow, *command], env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
+        base = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_for(answers, 180, "the API server to answer")
+        yield {"base": base, "home": home, "results": results}
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in logs:
+            log.close()
+
+
+def api(server: dict[str, Any], path: str, token: str) -> Any:
+    request = urllib.request.Request(f"{server['base']}{path}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_a_run_with_a_failed_child_in_the_array_and_report_views(
+    airflow_server: dict[str, Any], browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = airflow_server["base"]
+    wait = WebDriverWait(browser, 60)
+    screenshots = os.environ.get("BATCH_FANOUT_SCREENSHOTS")
+
+    # Log in through Airflow's own login form.
+    browser.get(f"{base}/")
+    wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda driver: any(cookie["name"] == "_token" for cookie in driver.get_cookies()))
+    token = next(cookie["value"] for cookie in browser.get_cookies() if cookie["name"] == "_token")
+
+    # The DAG processor has parsed the DAG; trigger it as the logged-in user, with a failure injected.
+    wait_for(
+        lambda: api(airflow_server, "/api/v2/dags/batch_fanout", token).get("is_paused") is False,
+        180,
+        "the DAG processor to parse batch_fanout",
+        interval=1,
+    )
+    browser.get(f"{base}/dags/batch_fanout")
+    conf = {
+        "tests": 2,
+        "stress_duration": 1,
+        "grid": "24x24",
+        "submission_mode": "stage_by_stage",
+        "fail_once_indices": "1",
+    }
+    triggered = browser.execute_async_script(
+        """
+        const [conf, done] = arguments;
+        fetch('/api/v2/dags/batch_fanout/dagRuns', {
+          method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
+          body: JSON.stringify({logical_date: null, conf: conf}),
+        }).then(async (r) => done({status: r.status, body: await r.json()}));
+        """,
+        conf,
+    )
+    assert triggered["status"] == 200, triggered
+    run_id = triggered["body"]["dag_run_id"]
+    run_path = f"/api/v2/dags/batch_fanout/dagRuns/{quote(run_id, safe='')}"
+
+    def finished() -> str | None:
+        state = api(airflow_server, run_path, token)["state"]
+        return state if state in ("success", "failed") else None
+
+    assert wait_for(finished, RUN_TIMEOUT, f"run {run_id} to finish", interval=2) == "success"
+    task_id = "stage_by_stage.run_stress_ng"
+    ti = api(airflow_server, f"{run_path}/taskInstances/{task_id}", token)
+    assert ti["try_number"] == 2  # the injected failure failed the first try; the retry reran index 1
+
+    # The array view, as the tab of the task instance page shows it (its frame).
+    run_segment = quote(run_id, safe="")
+    browser.get(f"{base}/dags/batch_fanout/runs/{run_segment}/tasks/{task_id}/plugin/batch-fanout-array")
+    frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe[title='Batch array']")))
+    browser.switch_to.frame(frame)
+    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, ".cell")) == 2)
+    cells = {
+        cell.get_attribute("data-index"): cell for cell in browser.find_elements(By.CSS_SELECTOR, ".cell")
+    }
+    assert {index: cell.get_attribute("data-state") for index, cell in cells.items()} == {
+        "0": "SUCCEEDED",
+        "1": "SUCCEEDED",
+    }
+    assert "runs 2" in cells["1"].get_attribute("title") and "runs 1" in cells["0"].get_attribute("title")
+    assert "SUCCEEDED 2" in browser.find_element(By.ID, "counts").text
+    cells["1"].click()
+    earlier = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#child a[data-job]")))
+    assert "FAILED" in earlier.text
+    earlier.click()
+    log = wait.until(
+        lambda driver: (
+            (box := driver.find_elements(By.CSS_SELECTOR, "#child pre.log"))
+            and "injected failure" in box[0].text
+            and box[0]
+        )
+    )
+    assert "logical index 1" in log.text
+    assert "Log: /aws/batch/job / " in browser.find_element(By.CSS_SELECTOR, "#child .stream").text
+    if screenshots:
+        browser.switch_to.default_content()
+        Path(screenshots).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(screenshots) / "array-view.png"))
+
+    # The report view, the tab of the DAG run page: the report's plots are shown.
+    browser.switch_to.default_content()
+    browser.get(f"{base}/dags/batch_fanout/runs/{run_segment}/plugin/batch-fanout-report")
+    frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe[title='Run report']")))
+    browser.switch_to.frame(frame)
+    files = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.files")))
+    assert "stress.csv" in files.text and "report.json" in files.text
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe.report"))
+    images = wait.until(lambda driver: driver.find_elements(By.TAG_NAME, "img"))
+    assert wait.until(
+        lambda driver: all(driver.execute_script("return arguments[0].naturalWidth", i) for i in images)
+    )
+    assert any("stress" in (image.get_attribute("alt") or "") for image in images)
+    if screenshots:
+        browser.switch_to.default_content()
+        browser.save_screenshot(str(Path(screenshots) / "report-view.png"))
+
+    # The task page: its extra links lead to the views, and none to the AWS console.
+    browser.switch_to.default_content()
+    browser.get(f"{base}/dags/batch_fanout/runs/{run_segment}/tasks/{task_id}")
+    array_link = wait.until(ec.presence_of_element_located((By.XPATH, "//a[contains(., 'Array View')]")))
+    assert "/batch-fanout/array/batch_fanout/" in array_link.get_attribute("href")
+    hrefs = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
+    assert any("/batch-fanout/report/batch_fanout/" in href for href in hrefs)
+    assert not [href for href in hrefs if "console.aws" in href or "amazonaws.com" in href], hrefs
