@@ -296,7 +296,7 @@ def test_a_run_with_a_failed_child_in_the_array_and_report_views(
     browser.switch_to.default_content()
     browser.get(f"{base}/dags/batch_fanout/runs/{run_segment}/tasks/{task_id}")
     array_link = wait.until(ec.presence_of_element_located((By.XPATH, "//a[contains(., 'Array View')]")))
-    assert "/batch-fanout/array/batch_fanout/" in array_link.get_attribute("href")
+    assert "/batch-fanout/array/batch_fanout/" in (array_link.get_attribute("href") or "")
     hrefs = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
     assert any("/batch-fanout/report/batch_fanout/" in href for href in hrefs)
     assert not [href for href in hrefs if "console.aws" in href or "amazonaws.com" in href], hrefs
