@@ -64,6 +64,20 @@ def _clients(conn_id: str | None) -> tuple[Any, Any, Counter[str]]:
     )
 
 
+def _map_index(value: str) -> int:
+    """The ``map_index`` query value: a number, or ``-1`` for a task that is not mapped (Airflow's UI
+    leaves ``{MAP_INDEX}`` in the tab's URL unfilled then).
+
+    :raises HTTPException: 400 naming the value when it is neither.
+    """
+    text = value.strip()
+    if text in ("", "{MAP_INDEX}"):
+        return -1
+    if text.lstrip("-").isdigit():
+        return int(text)
+    raise HTTPException(400, f"map_index must be a whole number, got {value!r}")
+
+
 def _task_job(dag_id: str, run_id: str, task_id: str, map_index: int) -> tuple[str, str | None]:
     try:
         task_data.check_task_instance(dag_id, run_id, task_id, map_index)
@@ -102,13 +116,14 @@ def create_app() -> FastAPI:
         "/array/{dag_id}/{run_id}/{task_id}", response_class=HTMLResponse, dependencies=[read_task_instances]
     )
     def array_page(
-        request: Request, dag_id: str, run_id: str, task_id: str, *, map_index: int = -1, child: str = ""
+        request: Request, dag_id: str, run_id: str, task_id: str, *, map_index: str = "-1", child: str = ""
     ) -> HTMLResponse:
         """The array view: the task's job, per-state counts, one cell per logical index."""
+        index = _map_index(map_index)
         root = request.scope.get("root_path", "")
         where = f"{quote(dag_id, safe='')}/{quote(run_id, safe='')}/{quote(task_id, safe='')}"
-        query = f"?map_index={map_index}"
-        heading = f"{task_id}{f'[{map_index}]' if map_index >= 0 else ''} · {run_id}"
+        query = f"?map_index={index}"
+        heading = f"{task_id}{f'[{index}]' if index >= 0 else ''} · {run_id}"
         body = (
             f"<header><h1>Array view</h1><p class='where'>{html.escape(dag_id)} · {html.escape(heading)}</p>"
             "<p id='status' class='status'>Loading…</p><div id='counts' class='counts'></div>"
@@ -130,9 +145,9 @@ def create_app() -> FastAPI:
         )
 
     @app.get("/api/array/{dag_id}/{run_id}/{task_id}", dependencies=[read_task_instances])
-    def array_json(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> JSONResponse:
+    def array_json(dag_id: str, run_id: str, task_id: str, map_index: str = "-1") -> JSONResponse:
         """The array view's data (see :meth:`batch_fanout.ui.array.ArrayView.to_json`)."""
-        job_id, conn_id = _task_job(dag_id, run_id, task_id, map_index)
+        job_id, conn_id = _task_job(dag_id, run_id, task_id, _map_index(map_index))
         batch, _, calls = _clients(conn_id)
         try:
             view = array_data.read_array_view(
@@ -150,11 +165,11 @@ def create_app() -> FastAPI:
         run_id: str,
         task_id: str,
         *,
-        map_index: int = -1,
+        map_index: str = "-1",
         child: str = Query(..., description="a child job id of the task's jobs"),
     ) -> JSONResponse:
         """One child's attempts and log; only a child of this task's jobs (or of its history)."""
-        job_id, conn_id = _task_job(dag_id, run_id, task_id, map_index)
+        job_id, conn_id = _task_job(dag_id, run_id, task_id, _map_index(map_index))
         batch, logs, calls = _clients(conn_id)
         try:
             history = array_data.job_history(batch, job_id)

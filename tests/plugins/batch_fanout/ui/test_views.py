@@ -79,6 +79,16 @@ def test_child_log_only_of_the_tasks_own_jobs(
     batch.terminate_job(jobId=other["jobId"], reason="test done")
 
 
+def test_the_tab_of_a_task_that_is_not_mapped(
+    airflow_api: Any, ui_run: dict[str, Any], ui_connection: str, token_for: Callable[..., Any]
+) -> None:
+    # Airflow's UI leaves {MAP_INDEX} unfilled in the tab's URL for a task that is not mapped.
+    page = airflow_api.get(_array(ui_run, "array") + "?map_index={MAP_INDEX}", headers=token_for("viewer"))
+    assert page.status_code == 200 and "map_index=-1" in page.text
+    bad = airflow_api.get(_array(ui_run) + "?map_index=x", headers=token_for("viewer"))
+    assert bad.status_code == 400 and "map_index must be a whole number, got 'x'" in bad.json()["detail"]
+
+
 def test_unknown_task_instance_is_404_naming_it(
     airflow_api: Any, ui_run: dict[str, Any], token_for: Callable[..., Any]
 ) -> None:
