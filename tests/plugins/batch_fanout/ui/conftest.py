@@ -40,11 +40,9 @@ def ui_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield endpoint
 
 
-def connection_value(endpoint_url: str | None) -> str:
-    extra: dict[str, Any] = {"region_name": "us-east-1"}
-    if endpoint_url:
-        extra["endpoint_url"] = endpoint_url
-    return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra})
+def connection_value(endpoint: Any) -> str:
+    """The Airflow connection to the endpoint, signing with its credentials."""
+    return json.dumps(endpoint.connection())
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +62,7 @@ def ui_run(
     records = tmp_path_factory.mktemp("ui-records")
     results = tmp_path_factory.mktemp("ui-results")
     saved = os.environ.get(f"AIRFLOW_CONN_{UI_CONN_ID.upper()}")
-    os.environ[f"AIRFLOW_CONN_{UI_CONN_ID.upper()}"] = connection_value(ui_endpoint.url)
+    os.environ[f"AIRFLOW_CONN_{UI_CONN_ID.upper()}"] = connection_value(ui_endpoint)
     try:
         with DAG("bf_ui_views", schedule=None, start_date=START) as dag:
             BatchFanoutOperator(
@@ -100,7 +98,7 @@ def ui_run(
 @pytest.fixture
 def ui_connection(ui_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     """The test run's connection, pointing at the local endpoint (as the task saw it)."""
-    monkeypatch.setenv(f"AIRFLOW_CONN_{UI_CONN_ID.upper()}", connection_value(ui_endpoint.url))
+    monkeypatch.setenv(f"AIRFLOW_CONN_{UI_CONN_ID.upper()}", connection_value(ui_endpoint))
     return UI_CONN_ID
 
 

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -66,7 +67,8 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory, batch_endpoint: Any
     """A real Airflow on 127.0.0.1: API server, scheduler (LocalExecutor) and DAG processor, with its
     own metadata database, the project's DAGs, and the connection to the session's local endpoint."""
     home = tmp_path_factory.mktemp("browser-airflow")
-    results = home / "results"
+    # Shown on the report view's pictures: a short neutral folder name.
+    results = Path(tempfile.mkdtemp(prefix="batch-fanout-")) / ".results"
     results.mkdir()
     port = free_port()
     passwords = home / "passwords.json"
@@ -88,14 +90,7 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory, batch_endpoint: Any
         "AIRFLOW__API__SECRET_KEY": "browser-test-secret-key",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW_CONN_BATCH_FANOUT_AWS": json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"region_name": "us-east-1", "endpoint_url": batch_endpoint.url},
-            }
-        ),
+        "AIRFLOW_CONN_BATCH_FANOUT_AWS": json.dumps(batch_endpoint.connection()),
         "AIRFLOW_VAR_BATCH_FANOUT_RESULTS_URI": results.as_uri(),
         "AIRFLOW_VAR_BATCH_FANOUT_IMAGE_REGISTRY": "local",
         "AIRFLOW_VAR_BATCH_FANOUT_IMAGE_TAG": "latest",
@@ -118,7 +113,8 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory, batch_endpoint: Any
     try:
         for name, command in (
             ("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]),
-            ("scheduler", ["scheduler"]),
+            # No log servers: they would listen on every interface; the task logs are files here.
+            ("scheduler", ["scheduler", "--skip-serve-logs"]),
             ("dag-processor", ["dag-processor"]),
         ):
             log = open(home / f"{name}.log", "wb")  # noqa: SIM115  (closed in finally)
@@ -148,6 +144,7 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory, batch_endpoint: Any
                 process.wait()
         for log in logs:
             log.close()
+        shutil.rmtree(results.parent, ignore_errors=True)
 
 
 def api(server: dict[str, Any], path: str, token: str) -> Any:
@@ -289,12 +286,13 @@ def test_a_run_with_a_failed_child_in_the_array_and_report_views(
     )
     assert any("stress" in (image.get_attribute("alt") or "") for image in images)
     if screenshots:
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", images[0])
         browser.switch_to.default_content()
         browser.save_screenshot(str(Path(screenshots) / "report-view.png"))
 
     # The task page: its extra links lead to the views, and none to the AWS console.
     browser.switch_to.default_content()
-    browser.get(f"{base}/dags/batch_fanout/runs/{run_segment}/tasks/{task_id}")
+    browser.get(f"{base}/dags/batch_fanout/runs/{run_segment}/tasks/{task_id}/details")
     array_link = wait.until(ec.presence_of_element_located((By.XPATH, "//a[contains(., 'Array View')]")))
     assert "/batch-fanout/array/batch_fanout/" in (array_link.get_attribute("href") or "")
     hrefs = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
