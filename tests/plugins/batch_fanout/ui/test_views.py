@@ -68,9 +68,15 @@ def test_child_log_only_of_the_tasks_own_jobs(
     ui_connection: str,
     ui_endpoint: Any,
     token_for: Callable[..., Any],
+    tmp_path: Any,
 ) -> None:
     batch = ui_endpoint.client("batch")
-    other = batch.submit_job(jobName="other", jobQueue="batch-fanout-queue", jobDefinition="fanout-probe-ui")
+    other = batch.submit_job(
+        jobName="other",
+        jobQueue="batch-fanout-queue",
+        jobDefinition="fanout-probe-ui",
+        containerOverrides={"command": ["python", "probe.py", "--record-dir", str(tmp_path)]},
+    )
     response = airflow_api.get(
         _array(ui_run, "api/child"), params={"child": other["jobId"]}, headers=token_for("viewer")
     )
