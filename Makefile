@@ -43,7 +43,7 @@ $(INSTALLED): pyproject.toml requirements.txt
 		UV=$(VENV)/bin/uv; \
 	fi; \
 	[ -x $(VENV)/bin/python ] || $$UV venv --quiet --python $(PYTHON) $(VENV); \
-	$$UV pip install --quiet --python $(VENV)/bin/python -e '.[jobs,test]' -r requirements.txt
+	$$UV pip install --quiet --compile-bytecode --python $(VENV)/bin/python -e '.[jobs,test]' -r requirements.txt
 	@touch $@
 
 # stress-ng for the jobs; Debian's chromium and chromium-driver for the browser tests of the views.

@@ -1,8 +1,10 @@
 // Single-source shortest paths with Boost's dijkstra_shortest_paths, the engine of the classic demo.
 // Reads a graph as text ("N M" then M lines "FROM TO COST", 0-based, cheapest arc per pair already),
-// runs Dijkstra from each source given on the command line, and prints one line per source:
-// "<source> <milliseconds> <reachable> <sum of distances>" so the caller can check the distances.
-// Usage: boost_dijkstra GRAPH_FILE {adjacency_list|csr} SOURCE...
+// runs Dijkstra from each source given on the command line (or, with none, from each source read from
+// standard input, one per line, answering each at once so that the caller can interleave engines), and
+// prints one line per source: "<source> <milliseconds> <reachable> <sum of distances>" so the caller
+// can check the distances.
+// Usage: boost_dijkstra GRAPH_FILE {adjacency_list|csr} [SOURCE...]
 #include <boost/graph/adjacency_list.hpp>
 #include <boost/graph/compressed_sparse_row_graph.hpp>
 #include <boost/graph/dijkstra_shortest_paths.hpp>
@@ -25,8 +27,20 @@ void run(const GraphT& graph, std::size_t node_count, char** sources, int source
     std::vector<int64_t> distance(node_count);
     std::vector<typename boost::graph_traits<GraphT>::vertex_descriptor> predecessor(node_count);
     const int64_t infinity = std::numeric_limits<int64_t>::max();
-    for (int i = 0; i < source_count; ++i) {
-        const auto source = static_cast<std::size_t>(std::atoll(sources[i]));
+    const bool from_stdin = source_count == 0;
+    for (int i = 0; from_stdin || i < source_count; ++i) {
+        std::size_t source = 0;
+        if (from_stdin) {
+            if (std::scanf("%zu", &source) != 1) {
+                break;
+            }
+        } else {
+            source = static_cast<std::size_t>(std::atoll(sources[i]));
+        }
+        if (source >= node_count) {
+            std::fprintf(stderr, "source %zu is not a node (0..%zu)\n", source, node_count - 1);
+            std::exit(2);
+        }
         const auto start = std::chrono::steady_clock::now();
         boost::dijkstra_shortest_paths(
             graph, boost::vertex(source, graph),
@@ -47,12 +61,13 @@ void run(const GraphT& graph, std::size_t node_count, char** sources, int source
         }
         std::printf("%zu %.4f %lld %lld\n", source,
                     std::chrono::duration<double, std::milli>(stop - start).count(), reachable, total);
+        std::fflush(stdout);
     }
 }
 
 int main(int argc, char** argv) {
-    if (argc < 4) {
-        std::fprintf(stderr, "usage: %s GRAPH_FILE {adjacency_list|csr} SOURCE...\n", argv[0]);
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: %s GRAPH_FILE {adjacency_list|csr} [SOURCE...]\n", argv[0]);
         return 2;
     }
     std::FILE* input = std::fopen(argv[1], "r");

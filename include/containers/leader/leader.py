@@ -2,8 +2,9 @@
 
 For the stress workload it lists the CPU methods of the installed stress-ng, filters them and writes
 ``stress-tests.txt`` (line i+1 is the test of logical index i). For the shortest-path workload it reads
-(or generates) the graph, validates it, writes it once as ``graph/graph.npz`` and plans the shards of
-origins. It writes ``manifest.json`` last: the manifest's presence means the plan is complete.
+(or generates) the graph, validates it, writes it once as ``graph/graph.npz`` (with its contraction
+hierarchy, ``graph/hierarchy.npz``, when the shards are large enough for it to pay) and plans the shards
+of origins. It writes ``manifest.json`` last: the manifest's presence means the plan is complete.
 
 Run as AWS Batch runs it::
 
@@ -35,6 +36,7 @@ MANIFEST_VERSION = 1
 DEFAULT_GRID = "64x64"
 DEFAULT_EDGE_PROBABILITY = 0.7
 DEFAULT_DURATION = "60s"
+HIERARCHY_FILE = "graph/hierarchy.npz"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +156,27 @@ def choose_origins(spec: str | None, node_count: int) -> tuple[Any, str]:
     if not origins:
         raise BadInputError(f"--origins {spec!r}: no origin given")
     return np.asarray(origins, dtype=np.int64), "list"
+
+
+def prepare_hierarchy(graph: Any, shards: Sequence[Any]) -> tuple[bytes | None, dict[str, Any] | None]:
+    """The contraction hierarchy of the graph, built once here for every child (``graph/hierarchy.npz``),
+    when its build pays for itself on the largest shard; otherwise the children run Dijkstra."""
+    from batch_fanout_job.hierarchy import build_hierarchy, hierarchy_pays, hierarchy_to_bytes
+    from batch_fanout_job.plan import shard_origins
+
+    largest = max(int(shard_origins(shard).shape[0]) for shard in shards)
+    max_cost = int(graph.weights.max()) if graph.arc_count else 0
+    if not hierarchy_pays(largest, graph.node_count, max_cost):
+        return None, None
+    started = time.perf_counter()
+    hierarchy = build_hierarchy(graph.indptr, graph.indices, graph.weights)
+    data = hierarchy_to_bytes(hierarchy)
+    return data, {
+        "file": HIERARCHY_FILE,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "arcs": hierarchy.arc_count,
+        "build_seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 def load_graph(
@@ -280,6 +303,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
         manifest["array_sizes"]["stress"] = len(lines)
     graph_bytes: bytes | None = None
+    hierarchy_bytes: bytes | None = None
     if "shortest_path" in workloads:
         from batch_fanout_job.graphs import graph_to_bytes
 
@@ -294,6 +318,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         graph_bytes = graph_to_bytes(graph)
         description["file"] = "graph/graph.npz"
         description["sha256"] = hashlib.sha256(graph_bytes).hexdigest()
+        hierarchy_bytes, description["hierarchy"] = prepare_hierarchy(graph, shards)
         manifest.update(
             graph=description,
             origins={"mode": origin_mode, "count": int(origins.shape[0])},
@@ -306,6 +331,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         store.write_text("stress-tests.txt", "".join(f"{line}\n" for line in manifest["tests"]))
     if graph_bytes is not None:
         store.write_bytes("graph/graph.npz", graph_bytes)
+    if hierarchy_bytes is not None:
+        store.write_bytes(HIERARCHY_FILE, hierarchy_bytes)
     if stress_version is None:
         stress_version = installed_stress_ng_version()
     manifest["tool_versions"] = tool_versions(stress_version)

@@ -1,11 +1,13 @@
 """Shortest-path child: single-source shortest paths from every origin of one shard.
 
-Child *i* (its logical index) loads ``graph/graph.npz`` once, runs Dijkstra from each origin of shard
-*i* of ``manifest.json`` and writes ``shortest_paths/<i>.json``: per origin the reachable count (the
-origin included), the sum and the maximum of the distances (eccentricity) and the closeness. For the
-origins named by ``--paths-for`` it also writes their full distance rows and shortest-path trees to
-``shortest_paths/<i>.npz`` and prints paths as the classic demo did. Memory is bounded by the graph and
-the shard, never by the all-pairs matrix.
+Child *i* (its logical index) loads ``graph/graph.npz`` once (and ``graph/hierarchy.npz``, the
+contraction hierarchy, when the leader built one), computes shortest paths from each origin of shard
+*i* of ``manifest.json`` (PHAST sweeps over the hierarchy, else Dijkstra) and writes
+``shortest_paths/<i>.json``: per origin the reachable count (the origin included), the sum and the
+maximum of the distances (eccentricity) and the closeness. For the origins named by ``--paths-for`` it
+also writes their full distance rows and shortest-path trees (from Dijkstra) to
+``shortest_paths/<i>.npz`` and prints paths as the classic demo did. Memory is bounded by the graph,
+its hierarchy and the shard, never by the all-pairs matrix.
 
 ``--paths-for``: ``none``, or comma-separated ``ORIGIN`` (path to its farthest node) or
 ``ORIGIN:TARGET`` entries, 1-based node ids. Each child handles the entries whose origin is in its shard.
@@ -25,7 +27,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +37,9 @@ from batch_fanout_job.index import logical_index
 from batch_fanout_job.plan import shard_origins
 from batch_fanout_job.runtime import log_event, maybe_fail_once, parse_optional, run_cli
 from batch_fanout_job.store import RunStore
+
+if TYPE_CHECKING:
+    from batch_fanout_job.hierarchy import Hierarchy
 
 JOB = "shortest_path"
 INT64_MAX = int(np.iinfo(np.int64).max)
@@ -132,22 +137,37 @@ def closeness_values(reachable: Sequence[int], distance_sum: Sequence[int], node
 
 
 def compute_shard(
-    graph: Graph, origins: np.ndarray, requests: Sequence[PathRequest]
+    graph: Graph,
+    origins: np.ndarray,
+    requests: Sequence[PathRequest],
+    hierarchy: Hierarchy | None = None,
 ) -> tuple[dict[str, Any], bytes | None]:
     """The shard's results and, when paths are asked for, the ``.npz`` of full rows.
+
+    The per-origin figures come from PHAST over the contraction hierarchy when the leader built one,
+    else from Dijkstra; both give the same exact distances. Rows and paths for ``--paths-for``
+    origins always come from Dijkstra, whose shortest-path tree is exact by construction.
 
     :param graph: the run's graph.
     :param origins: the shard's origins (1-based ids).
     :param requests: the ``--paths-for`` entries whose origin is in this shard.
+    :param hierarchy: the graph's contraction hierarchy, if the leader built one.
     """
-    from sssp_kernel import UNREACHABLE, SingleSource, path_to, summarize_origins
+    from sssp_kernel import UNREACHABLE, OriginSummaries, SingleSource, path_to, summarize_origins
 
-    summaries = summarize_origins(graph.indptr, graph.indices, graph.weights, origins - 1)
+    if hierarchy is not None:
+        from batch_fanout_job.hierarchy import Phast
+
+        summaries = OriginSummaries(origins - 1, *Phast(hierarchy).summaries(origins - 1))
+    else:
+        summaries = summarize_origins(graph.indptr, graph.indices, graph.weights, origins - 1)
+    # Dijkstra for the rows asked for and for a sum that might have wrapped in int64.
     runner = SingleSource(graph.indptr, graph.indices, graph.weights)
     reachable = [int(value) for value in summaries.reachable]
     eccentricity = [int(value) for value in summaries.eccentricity]
     distance_sum = exact_distance_sums(runner, origins, reachable, eccentricity, summaries.distance_sum)
     result: dict[str, Any] = {
+        "engine": "phast" if hierarchy is not None else "dijkstra",
         "origins": [int(node) for node in origins],
         "reachable": reachable,
         "distance_sum": distance_sum,
@@ -203,6 +223,34 @@ def format_paths(paths: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def load_hierarchy(store: RunStore, entry: Any, node_count: int) -> Hierarchy | None:
+    """The contraction hierarchy the manifest names (checked against its sha256), or None."""
+    if not entry:
+        return None
+    from batch_fanout_job.hierarchy import hierarchy_from_bytes
+
+    key = entry.get("file", "graph/hierarchy.npz") if isinstance(entry, dict) else None
+    if not isinstance(key, str):
+        raise JobError(f"{store.uri('manifest.json')}: graph.hierarchy is not an object naming a file")
+    data = store.read_bytes(key)
+    if entry.get("sha256") and hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise JobError(f"{store.uri(key)} does not match the sha256 in the manifest (rewritten mid-run?)")
+    return hierarchy_from_bytes(data, store.uri(key), node_count)
+
+
+def load_kernels(phast: bool, paths: bool) -> None:
+    """Load the numba kernels the shard will run: PHAST when there is a hierarchy, Dijkstra when
+    there is none or when paths are asked for."""
+    if phast:
+        from batch_fanout_job.hierarchy import warm_up as warm_up_phast
+
+        warm_up_phast(build=False)
+    if paths or not phast:
+        from sssp_kernel import warm_up as warm_up_dijkstra
+
+        warm_up_dijkstra()
+
+
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     store = RunStore.from_environ(environ)
     manifest = store.read_json("manifest.json")
@@ -214,6 +262,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
     index = logical_index(environ, len(shards), "shard plan")
     maybe_fail_once(environ, store, WORKLOAD, index)
+    # The kernels this shard uses are loaded (from numba's cache) before the clock starts: the
+    # seconds the child reports are its work, the rest of its wall time is start-up.
+    load_kernels(bool(manifest["graph"].get("hierarchy")), parse_optional(args.paths_for) is not None)
     started = time.time()
     graph_key = manifest["graph"].get("file", "graph/graph.npz")
     graph_bytes = store.read_bytes(graph_key)
@@ -223,6 +274,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             f"{store.uri(graph_key)} does not match the sha256 in the manifest (rewritten mid-run?)"
         )
     graph = graph_from_bytes(graph_bytes, store.uri(graph_key))
+    hierarchy = load_hierarchy(store, manifest["graph"].get("hierarchy"), graph.node_count)
     requests = parse_paths_for(parse_optional(args.paths_for), graph.node_count)
     origins = shard_origins(shards[index])
     planned = np.concatenate([shard_origins(shard) for shard in shards]) if requests else origins
@@ -231,7 +283,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             raise BadInputError(f"--paths-for: origin {request.origin} is not among the run's origins")
     mine = [request for request in requests if request.origin in origins]
     log_event(JOB, "started", index=index, origins=int(origins.shape[0]), nodes=graph.node_count)
-    result, rows = compute_shard(graph, origins, mine)
+    result, rows = compute_shard(graph, origins, mine, hierarchy)
     finished = time.time()
     result = {
         "shard": index,

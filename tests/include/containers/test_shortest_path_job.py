@@ -49,6 +49,8 @@ def test_children_write_per_origin_figures_equal_to_networkx(planned_run, run_jo
     for index in range(2):
         output = json.loads((folder / "shortest_paths" / f"{index}.json").read_text())
         assert output["shard"] == index and output["paths"] == []
+        # Shards of three origins: the leader built no hierarchy, the children ran Dijkstra.
+        assert output["engine"] == "dijkstra"
         for position, origin in enumerate(output["origins"]):
             lengths = nx.single_source_dijkstra_path_length(reference, origin)
             assert output["reachable"][position] == len(lengths)
@@ -59,6 +61,58 @@ def test_children_write_per_origin_figures_equal_to_networkx(planned_run, run_jo
             origins_seen.append(origin)
         assert not (folder / "shortest_paths" / f"{index}.npz").exists()
     assert origins_seen == [1, 2, 3, 4, 5, 6]
+    assert not (folder / "graph" / "hierarchy.npz").exists()
+
+
+@pytest.fixture
+def planned_grid_run(run_job, run_store, leader_command, batch_env):
+    """A generated grid with every origin in one shard: large enough for the leader to build the
+    contraction hierarchy."""
+    uri, prefix, folder = run_store
+    command = leader_command(workloads="shortest_path", grid="40x40", seed="3", shards="1", origins="all")
+    result = run_job("leader", command, batch_env(uri, prefix), timeout=120)
+    assert result.returncode == 0, result.stderr
+    return uri, prefix, folder
+
+
+def test_leader_builds_the_hierarchy_and_children_answer_exactly_from_it(
+    planned_grid_run, run_job, batch_env
+) -> None:
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    uri, prefix, folder = planned_grid_run
+    manifest = json.loads((folder / "manifest.json").read_text())
+    entry = manifest["graph"]["hierarchy"]
+    assert entry["file"] == "graph/hierarchy.npz" and (folder / entry["file"]).is_file()
+    result = run_job(
+        "shortest_path", ["--paths-for", "1"], batch_env(uri, prefix, array_index=0), timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    output = json.loads((folder / "shortest_paths" / "0.json").read_text())
+    assert output["engine"] == "phast"
+    with np.load(folder / "graph" / "graph.npz") as archive:
+        count = archive["indptr"].shape[0] - 1
+        matrix = csr_matrix(
+            (archive["weights"].astype(float), archive["indices"], archive["indptr"]), shape=(count, count)
+        )
+    assert output["origins"] == list(range(1, count + 1))
+    rows = dijkstra(matrix)
+    finite = np.where(np.isfinite(rows), rows, 0)
+    assert output["reachable"] == np.isfinite(rows).sum(axis=1).tolist()
+    assert output["distance_sum"] == finite.sum(axis=1).astype(np.int64).tolist()
+    assert output["eccentricity"] == finite.max(axis=1).astype(np.int64).tolist()
+    # The path of --paths-for comes from Dijkstra's tree: its cost is the farthest distance.
+    (path,) = output["paths"]
+    assert path["cost"] == output["eccentricity"][0] and path["nodes"][0] == 1
+
+
+def test_rewritten_hierarchy_fails_the_child(planned_grid_run, run_job, batch_env) -> None:
+    uri, prefix, folder = planned_grid_run
+    (folder / "graph" / "hierarchy.npz").write_bytes(b"not an archive")
+    result = run_job("shortest_path", ["--paths-for", "none"], batch_env(uri, prefix, array_index=0))
+    assert result.returncode == 1
+    assert "hierarchy.npz does not match the sha256 in the manifest" in result.stderr
 
 
 def test_paths_for_prints_paths_and_writes_full_rows(planned_run, run_job, batch_env) -> None:
