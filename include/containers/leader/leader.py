@@ -168,6 +168,17 @@ def prepare_hierarchy(graph: Any, shards: Sequence[Any]) -> tuple[bytes | None, 
     max_cost = int(graph.weights.max()) if graph.arc_count else 0
     if not hierarchy_pays(largest, graph.node_count, max_cost):
         return None, None
+    import resource
+
+    from batch_fanout_job import limits
+    from batch_fanout_job.hierarchy import build_memory_mib
+
+    # The leader's peak so far (the graph's generation or parsing) plus the build must fit its memory;
+    # else the children run Dijkstra, slower but within their bounds.
+    needed = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 + build_memory_mib(graph.arc_count)
+    if needed > limits.LEADER_MEMORY_MIB:
+        log_event(JOB, "no hierarchy", needed_mib=needed, memory_mib=limits.LEADER_MEMORY_MIB)
+        return None, None
     started = time.perf_counter()
     hierarchy = build_hierarchy(graph.indptr, graph.indices, graph.weights)
     data = hierarchy_to_bytes(hierarchy)

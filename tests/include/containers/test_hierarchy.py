@@ -154,3 +154,17 @@ def test_phast_rejects_an_origin_outside_the_graph() -> None:
     phast = Phast(build_hierarchy(graph.indptr, graph.indices, graph.weights))
     with pytest.raises(ValueError, match="origin not a node of the hierarchy"):
         phast.summaries(np.array([graph.node_count]))
+
+
+def test_leader_builds_no_hierarchy_that_would_not_fit_its_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from leader import prepare_hierarchy
+
+    from batch_fanout_job import limits
+
+    graph = generate_road_grid(40, 40, 0.9, 1).graph
+    shards = [{"first": 1, "last": graph.node_count}]
+    data, entry = prepare_hierarchy(graph, shards)
+    assert data is not None and entry is not None and entry["file"] == "graph/hierarchy.npz"
+    # The same run with a leader whose memory is already used up: Dijkstra, no build.
+    monkeypatch.setattr(limits, "LEADER_MEMORY_MIB", 1)
+    assert prepare_hierarchy(graph, shards) == (None, None)
