@@ -208,22 +208,17 @@ class Engine:
                 self._launch(launches)
 
     def _launch(self, launches: list[Launch]) -> None:
-        """Start the supervisors of ``launches`` (a fork server round trip each), off the lock."""
-        results: list[tuple[Attempt, SupervisorHandle | None, str | None]] = []
-        for attempt, request, spec in launches:
-            try:
-                results.append((attempt, self.supervision.launch(request, spec), None))
-            except OSError as error:
-                results.append((attempt, None, str(error)))
+        """Start the supervisors of ``launches`` (one fork server round trip for all), off the lock."""
+        results = self.supervision.launch_many([(request, spec) for _, request, spec in launches])
         with self.lock:
-            for attempt, handle, failure in results:
-                if handle is None:
+            for (attempt, _, _), result in zip(launches, results, strict=True):
+                if isinstance(result, OSError):
                     command = " ".join(attempt.job.spec["container"].get("command", []))
                     self._fail_to_start(
-                        attempt, f"CannotStartContainerError: cannot run {command!r}: {failure}"
+                        attempt, f"CannotStartContainerError: cannot run {command!r}: {result}"
                     )
                 else:
-                    self._adopt(attempt, handle)
+                    self._adopt(attempt, result)
             self.scheduler.flush()
         self.wake()  # what the round changed (a failed start, a retry) is scheduled next
 

@@ -212,6 +212,10 @@ class ForkServer:
     :param journal: where a new fork server gets its journal
     """
 
+    # Requests written before their answers are read: their answers (about 60 bytes each) stay far
+    # below a pipe's buffer, so neither side can block the other.
+    BATCH = 64
+
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self._lock = threading.Lock()
@@ -233,28 +237,57 @@ class ForkServer:
 
     def fork(self, spec: dict[str, Any]) -> tuple[int, int | None]:
         """Start a supervisor for ``spec``: its pid and start time. ``OSError`` when it cannot."""
+        result = self.fork_many([spec])[0]
+        if isinstance(result, OSError):
+            raise result
+        return result
+
+    def fork_many(self, specs: list[dict[str, Any]]) -> list[tuple[int, int | None] | OSError]:
+        """Start a supervisor for each of ``specs`` in one round trip per ``BATCH`` of them: for each,
+        its pid and start time, or the ``OSError`` that kept it from starting."""
+        results: list[tuple[int, int | None] | OSError] = []
         with self._lock:
-            for retry in (False, True):
-                process = self._started()
-                assert process.stdin is not None and process.stdout is not None
-                request_id = next(self._ids)
-                try:
-                    process.stdin.write(json.dumps({"id": request_id, "spec": spec}).encode() + b"\n")
-                    process.stdin.flush()
+            for first in range(0, len(specs), self.BATCH):
+                results.extend(self._round_trip(specs[first : first + self.BATCH]))
+        return results
+
+    def _round_trip(self, specs: list[dict[str, Any]]) -> list[tuple[int, int | None] | OSError]:
+        answers: dict[int, tuple[int, int | None] | OSError] = {}
+        waiting = dict(zip(itertools.islice(self._ids, len(specs)), specs, strict=True))
+        order = list(waiting)
+        for retry in (False, True):
+            process = self._started()
+            assert process.stdin is not None and process.stdout is not None
+            try:
+                process.stdin.write(
+                    b"".join(
+                        json.dumps({"id": request_id, "spec": spec}).encode() + b"\n"
+                        for request_id, spec in waiting.items()
+                    )
+                )
+                process.stdin.flush()
+                while waiting:
                     line = process.stdout.readline()
-                except OSError:
-                    line = b""
-                if not line:
-                    process.kill()
-                    process.wait()
-                    if retry:
-                        raise OSError("the supervisor fork server exited")
-                    continue
-                answer = json.loads(line)
-                if "error" in answer:
-                    raise OSError(f"cannot fork a supervisor: {answer['error']}")
-                return int(answer["pid"]), answer.get("startTime")
-        raise AssertionError("unreachable")
+                    if not line:
+                        break
+                    answer = json.loads(line)
+                    request_id = int(answer["id"])
+                    waiting.pop(request_id, None)
+                    if "error" in answer:
+                        answers[request_id] = OSError(f"cannot fork a supervisor: {answer['error']}")
+                    else:
+                        answers[request_id] = (int(answer["pid"]), answer.get("startTime"))
+            except OSError:
+                pass
+            if not waiting:
+                break
+            # The fork server exited: the requests it did not answer go to a new one, once.
+            process.kill()
+            process.wait()
+            if retry:
+                for request_id in waiting:
+                    answers[request_id] = OSError("the supervisor fork server exited")
+        return [answers[request_id] for request_id in order]
 
     def close(self) -> None:
         with self._lock:
@@ -289,21 +322,34 @@ class Supervision:
 
     def launch(self, request: AttemptRequest, spec: ProcessSpec) -> SupervisorHandle:
         """Start a supervisor that runs ``spec`` with ``request``'s limits. ``OSError`` when it cannot."""
-        attempt_id = request.attempt_id
-        pid, start_time = self.fork_server.fork(
+        result = self.launch_many([(request, spec)])[0]
+        if isinstance(result, OSError):
+            raise result
+        return result
+
+    def launch_many(
+        self, launches: list[tuple[AttemptRequest, ProcessSpec]]
+    ) -> list[SupervisorHandle | OSError]:
+        """``launch`` for many attempts in one round trip to the fork server: for each, its handle or
+        the ``OSError`` that kept it from starting."""
+        specs = [
             {
-                "attemptId": attempt_id,
+                "attemptId": request.attempt_id,
                 "argv": spec.argv,
                 "cwd": str(spec.cwd),
                 "env": spec.environment,
-                "logPath": str(self.log_path(attempt_id)),
+                "logPath": str(self.log_path(request.attempt_id)),
                 "maxLogBytes": self.max_log_bytes,
                 "killGraceSeconds": self.kill_grace_seconds,
                 "memoryMib": request.memory_mib,
                 "timeoutSeconds": request.timeout_seconds,
             }
-        )
-        return SupervisorHandle(attempt_id, pid, start_time)
+            for request, spec in launches
+        ]
+        return [
+            result if isinstance(result, OSError) else SupervisorHandle(request.attempt_id, *result)
+            for (request, _), result in zip(launches, self.fork_server.fork_many(specs), strict=True)
+        ]
 
     def status(self, attempt_id: str) -> dict[str, Any] | None:
         """The recorded status of a finished attempt, or ``None`` while it runs."""
