@@ -66,6 +66,7 @@ STOP_WAIT_SECONDS = 30.0
 
 
 Launch = tuple[Attempt, AttemptRequest, ProcessSpec]
+_RECORDED = "recorded"  # the selector key of the supervisors' notification pipe
 
 
 class Engine:
@@ -105,6 +106,7 @@ class Engine:
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
+        self._selector.register(self.supervision.notify, selectors.EVENT_READ, _RECORDED)
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._recover(self.scheduler.load())
@@ -195,6 +197,8 @@ class Engine:
                             with contextlib.suppress(BlockingIOError, OSError):
                                 while os.read(self._wake_read, 4096):
                                     pass
+                        elif key.data is _RECORDED:
+                            self._on_recorded()
                         else:
                             self._on_exit(key.data)
                     for job, environment in self.scheduler.schedule():
@@ -311,6 +315,14 @@ class Engine:
             self._interrupted(attempt.job, GONE_REASON)
             return
         self._complete(attempt, status)
+
+    def _on_recorded(self) -> None:
+        """Supervisors recorded statuses: complete those attempts now, before their supervisors exit."""
+        finished = self.supervision.finished()
+        if not finished:
+            return
+        for attempt in [attempt for attempt in self._attempts.values() if attempt.attempt_id in finished]:
+            self._complete(attempt, finished[attempt.attempt_id])
 
     def _complete(self, attempt: Attempt, status: dict[str, Any]) -> None:
         job = attempt.job

@@ -146,6 +146,7 @@ class Journal:
     def __init__(self, logs_dir: Path) -> None:
         self.logs_dir = logs_dir
         self.records: dict[str, dict[str, Any]] = {}
+        self.finished: set[str] = set()  # attempts whose status was read and not yet taken
         self._files: dict[Path, tuple[int, list[bytes]]] = {}  # path -> (descriptor, unfinished line)
         self.current: Path | None = None
         for path in sorted(logs_dir.glob("journal-*.jsonl")):
@@ -180,6 +181,8 @@ class Journal:
                     log.warning("skipping an unreadable line of %s", path)
                     continue
                 self.records.setdefault(attempt_id, {"journal": path}).update(entry)
+                if "status" in entry:
+                    self.finished.add(attempt_id)
 
     def get(self, attempt_id: str) -> dict[str, Any]:
         """What was recorded of ``attempt_id``, read again when its status is not known yet."""
@@ -191,6 +194,7 @@ class Journal:
 
     def forget(self, attempt_id: str) -> None:
         self.records.pop(attempt_id, None)
+        self.finished.discard(attempt_id)
 
     def prune(self, live: set[str]) -> None:
         """Delete the journals (but the current one) that no attempt in ``live`` is recorded in."""
@@ -199,6 +203,7 @@ class Journal:
             os.close(self._files.pop(path)[0])
             path.unlink(missing_ok=True)
         self.records = {key: value for key, value in self.records.items() if value["journal"] in self._files}
+        self.finished &= self.records.keys()
 
     def close(self) -> None:
         for descriptor, _ in self._files.values():
@@ -218,6 +223,10 @@ class ForkServer:
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
+        # Supervisors write a byte here once they have recorded a status (see ``Supervision.notify``).
+        self.notify, self._notify_write = os.pipe()
+        os.set_blocking(self.notify, False)
+        os.set_blocking(self._notify_write, False)
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._process: subprocess.Popen[bytes] | None = None
@@ -227,11 +236,18 @@ class ForkServer:
             # Its own session: Ctrl-C in the endpoint's terminal does not reach it; it exits when its
             # stdin (this end) closes, so a killed endpoint leaves no fork server behind.
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "batch_fanout.local.supervisor", str(self.journal.new())],
+                [
+                    sys.executable,
+                    "-m",
+                    "batch_fanout.local.supervisor",
+                    str(self.journal.new()),
+                    str(self._notify_write),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=(self._notify_write,),
             )
         return self._process
 
@@ -296,6 +312,8 @@ class ForkServer:
                 with contextlib.suppress(OSError):
                     self._process.stdin.close()
                 self._process.wait(timeout=10)
+            os.close(self.notify)
+            os.close(self._notify_write)
 
 
 def _same_process(pid: int, start_time: int | None) -> bool:
@@ -316,6 +334,8 @@ class Supervision:
         self.max_log_bytes = max_log_bytes
         self.journal = Journal(logs_dir)
         self.fork_server = ForkServer(self.journal)
+        # Readable whenever a supervisor has recorded a status: ``finished()`` then says which.
+        self.notify = self.fork_server.notify
 
     def log_path(self, attempt_id: str) -> Path:
         return self.logs_dir / f"{attempt_id}.log"
@@ -355,6 +375,16 @@ class Supervision:
         """The recorded status of a finished attempt, or ``None`` while it runs."""
         status: dict[str, Any] | None = self.journal.get(attempt_id).get("status")
         return status
+
+    def finished(self) -> dict[str, dict[str, Any]]:
+        """The statuses recorded since the last call (after reading what ``notify`` signalled)."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self.notify, 4096):
+                pass
+        self.journal.read()
+        found = {attempt: self.journal.records[attempt]["status"] for attempt in self.journal.finished}
+        self.journal.finished.clear()
+        return found
 
     def forget(self, attempt_id: str) -> None:
         """The attempt is recorded by the endpoint: its journal entry is no longer needed."""

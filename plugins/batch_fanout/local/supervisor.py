@@ -34,6 +34,7 @@ Standard library only, so that the fork server starts in milliseconds.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import selectors
@@ -65,10 +66,11 @@ EXIT_INTERNAL_ERROR = 70
 class _Supervision:
     """The state of one supervised job; see the module docstring for what it does."""
 
-    def __init__(self, journal: int, devnull: int) -> None:
+    def __init__(self, descriptors: _Descriptors) -> None:
         """Everything that needs no attempt: done while the supervisor waits as a spare."""
-        self.journal = journal
-        self.devnull = devnull
+        self.journal = descriptors.journal
+        self.devnull = descriptors.devnull
+        self.notify = descriptors.notify
         self.requests: list[str] = []
         self.cause: str | None = None
         self.stop_requested = False
@@ -167,6 +169,12 @@ class _Supervision:
 
     def _record_status(self, status: dict[str, Any]) -> None:
         record(self.journal, {"attempt": self.attempt_id, "status": status})
+        if self.notify is not None:
+            # The endpoint learns of the end now, not when this process has exited; a full pipe
+            # already says "read the journal", and a closed one means no endpoint is listening.
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            with contextlib.suppress(OSError):
+                os.write(self.notify, b"\0")
 
     def _read(self, read_end: int, writer: LogWriter) -> bool:
         stamp = now_ms()
@@ -223,6 +231,16 @@ SPARES = 4
 
 
 @dataclass(frozen=True)
+class _Descriptors:
+    """What the fork server opens once and every supervisor inherits: the journal, ``/dev/null`` and
+    the endpoint's notification pipe (non-blocking; ``None`` when the endpoint gave none)."""
+
+    journal: int
+    devnull: int
+    notify: int | None
+
+
+@dataclass(frozen=True)
 class _Spare:
     """A supervisor forked ahead of need, waiting for its attempt on ``channel``."""
 
@@ -241,7 +259,7 @@ def _read_line(descriptor: int) -> bytes:
     return data
 
 
-def _fork_spare(journal: int, devnull: int, spares: list[_Spare]) -> _Spare:
+def _fork_spare(descriptors: _Descriptors, spares: list[_Spare]) -> _Spare:
     """Fork a supervisor that prepares itself (its own session, subreaper, signal handlers), then waits
     for its attempt: forking and preparing are then off the path of the attempt that takes it."""
     read_end, write_end = os.pipe()
@@ -252,13 +270,13 @@ def _fork_spare(journal: int, devnull: int, spares: list[_Spare]) -> _Spare:
             os.close(write_end)
             for spare in spares:
                 os.close(spare.channel)
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
+            os.dup2(descriptors.devnull, 0)
+            os.dup2(descriptors.devnull, 1)
             os.setsid()
             for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)
             become_subreaper()
-            supervision = _Supervision(journal, devnull)
+            supervision = _Supervision(descriptors)
             line = _read_line(read_end)
             os.close(read_end)
             # No attempt: the fork server went away before it needed this spare.
@@ -277,13 +295,13 @@ def _write_all(descriptor: int, data: bytes) -> None:
         view = view[os.write(descriptor, view) :]
 
 
-def _start(request: dict[str, Any], journal: int, devnull: int, spares: list[_Spare]) -> dict[str, Any]:
+def _start(request: dict[str, Any], descriptors: _Descriptors, spares: list[_Spare]) -> dict[str, Any]:
     """Hand one request to a spare (forking one when none is left); the answer line's content."""
     spec = json.dumps(request["spec"]).encode() + b"\n"
     answer: dict[str, Any] = {"id": request["id"]}
     for _ in range(3):  # a spare that died (killed from outside) is replaced
         try:
-            spare = spares.pop(0) if spares else _fork_spare(journal, devnull, spares)
+            spare = spares.pop(0) if spares else _fork_spare(descriptors, spares)
         except OSError as error:
             answer["error"] = str(error)
             break
@@ -296,7 +314,7 @@ def _start(request: dict[str, Any], journal: int, devnull: int, spares: list[_Sp
             os.close(spare.channel)
         answer.pop("error", None)
         record(
-            journal,
+            descriptors.journal,
             {"attempt": request["spec"]["attemptId"], "supervisor": spare.pid, "start": spare.start_time},
         )
         answer.update(pid=spare.pid, startTime=spare.start_time)
@@ -304,7 +322,7 @@ def _start(request: dict[str, Any], journal: int, devnull: int, spares: list[_Sp
     return answer
 
 
-def serve_forks(journal_path: str) -> int:
+def serve_forks(journal_path: str, notify: int | None = None) -> int:
     """The fork server: request lines (a JSON object with ``id`` and ``spec`` each) in, one answer line
     per request out.
 
@@ -314,13 +332,19 @@ def serve_forks(journal_path: str) -> int:
     the attempts, and never competes with a batch for the CPU.
 
     :param journal_path: the journal this fork server and its supervisors append to
+    :param notify: a pipe to write a byte to whenever a supervisor has recorded a status
     """
     journal = os.open(journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    if notify is not None:
+        os.set_inheritable(notify, False)  # supervisors have it (forked), their jobs do not (spawned)
     # Supervisors are reaped by the kernel: the endpoint watches them with pidfds, not with wait().
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, answers = sys.stdin.fileno(), sys.stdout.fileno()
-    devnull = os.open(os.devnull, os.O_RDWR)
+    descriptors = _Descriptors(journal, os.open(os.devnull, os.O_RDWR), notify)
+    # Objects that exist now are never collected: a supervisor's collections then leave the pages it
+    # shares with the fork server unwritten, so forking one copies almost nothing.
+    gc.freeze()
     spares: list[_Spare] = []
     pending = b""
     with selectors.DefaultSelector() as selector:
@@ -329,7 +353,7 @@ def serve_forks(journal_path: str) -> int:
             lines = pending.split(b"\n")
             pending = lines.pop()
             replies = [
-                json.dumps(_start(json.loads(line), journal, devnull, spares)).encode() + b"\n"
+                json.dumps(_start(json.loads(line), descriptors, spares)).encode() + b"\n"
                 for line in lines
                 if line.strip()
             ]
@@ -337,7 +361,7 @@ def serve_forks(journal_path: str) -> int:
                 _write_all(answers, b"".join(replies))
             if len(spares) < SPARES and not selector.select(0):
                 try:
-                    spares.append(_fork_spare(journal, devnull, spares))
+                    spares.append(_fork_spare(descriptors, spares))
                 except OSError:
                     pass
                 else:
@@ -349,4 +373,4 @@ def serve_forks(journal_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(serve_forks(sys.argv[1]))
+    sys.exit(serve_forks(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None))
