@@ -1,10 +1,13 @@
 """The engine: the registry, the scheduler and the supervised attempts, advanced by one loop thread.
 
-The loop waits on a selector holding a wake-up pipe and a pidfd per attempt's supervisor. API threads
-change the state under ``lock`` and write a byte to the wake-up pipe; a supervisor ending makes its
-pidfd readable. Either way the loop reads the recorded status of the attempts that ended, lets the
-scheduler evaluate and place what changed, and then, **outside the lock**, asks the fork server for
-the supervisors of the attempts placed, so that an API call never waits for a process to start.
+The loop waits on a selector holding a wake-up pipe, the supervisors' notification pipe and a pidfd per
+attempt's supervisor. API threads change the state under ``lock`` and write a byte to the wake-up
+pipe; a supervisor writes a byte to the notification pipe once it has recorded its attempt's status
+(so the attempt completes without waiting for that process to exit), and its pidfd becomes readable
+when it exits (which catches a supervisor that died without a record). The loop reads the recorded
+statuses, lets the scheduler evaluate and place what changed, and then, **outside the lock**, asks the
+fork server for the supervisors of every attempt placed in one round trip, so that an API call never
+waits for a process to start.
 
 Jobs outlive the endpoint: supervisors run in their own sessions and write their attempt's log and
 status to files (``supervisor.py``). After a restart, attempts whose supervisor still runs are adopted

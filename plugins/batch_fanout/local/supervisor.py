@@ -1,9 +1,10 @@
 """The per-attempt supervisor (the role conmon plays for a container) and the fork server that starts it.
 
-``python -m batch_fanout.local.supervisor`` is the **fork server**: a small single-threaded process that
-the endpoint starts once and asks, one JSON line per attempt on its stdin, to start a supervisor. It
-forks (cheap: no new interpreter per attempt, and safe: it has one thread) and answers the supervisor's
-pid and start time on its stdout. It exits when its stdin closes, that is when the endpoint goes.
+``python -m batch_fanout.local.supervisor JOURNAL [NOTIFY_FD]`` is the **fork server**: a small
+single-threaded process that the endpoint starts once and asks, one JSON line per attempt on its stdin
+(a scheduling round's attempts in one write), to start a supervisor. It forks (cheap: no new
+interpreter per attempt, and safe: it has one thread) and answers the supervisor's pid and start time
+on its stdout. It exits when its stdin closes, that is when the endpoint goes.
 
 Each **supervisor** is a forked child of the fork server that at once leaves for its own session, so
 nothing that kills the endpoint (``kill -9``, a closed terminal, Ctrl-C) reaches it. It
@@ -26,7 +27,9 @@ once by the fork server and inherited by every supervisor, with one JSON line pe
 server's ``{"attempt", "supervisor", "start"}`` before it answers, the supervisor's ``{"attempt",
 "job"}`` and ``{"attempt", "status"}``. Each line is a single ``write`` on an ``O_APPEND`` descriptor,
 so lines never interleave and no attempt creates a file of its own (creating files is the slowest
-thing on the path of a short job); only a job with output gets its log file.
+thing on the path of a short job); only a job with output gets its log file. After its status line a
+supervisor writes one byte to the endpoint's notification pipe (inherited the same way), so that the
+endpoint reads the journal at once instead of waiting for the supervisor to exit.
 
 Standard library only, so that the fork server starts in milliseconds.
 """
