@@ -324,8 +324,11 @@ class Engine:
         finished = self.supervision.finished()
         if not finished:
             return
-        for attempt in [attempt for attempt in self._attempts.values() if attempt.attempt_id in finished]:
+        ended = [attempt for attempt in self._attempts.values() if attempt.attempt_id in finished]
+        for attempt in ended:
             self._complete(attempt, finished[attempt.attempt_id])
+        # Their supervisors wait for this before they take other attempts (see ``supervisor.py``).
+        self.supervision.release([attempt.handle for attempt in ended if attempt.handle is not None])
 
     def _complete(self, attempt: Attempt, status: dict[str, Any]) -> None:
         job = attempt.job
@@ -411,6 +414,8 @@ class Engine:
         self.wake()
         if self._thread is not None:
             self._thread.join(timeout=STOP_WAIT_SECONDS)
+        # Supervisors are reused while the fork server runs; without it each exits after its attempt.
+        self.supervision.retire()
         with self.lock:
             attempts = list(self._attempts.values())
         waiting = {attempt.pidfd: attempt for attempt in attempts if attempt.pidfd is not None}

@@ -305,15 +305,33 @@ class ForkServer:
                     answers[request_id] = OSError("the supervisor fork server exited")
         return [answers[request_id] for request_id in order]
 
-    def close(self) -> None:
+    def release(self, pids: list[int]) -> None:
+        """Tell the fork server that these supervisors' attempts are recorded: they may take others."""
+        with self._lock:
+            process = self._process
+            if not pids or process is None or process.poll() is not None:
+                return
+            assert process.stdin is not None
+            with contextlib.suppress(OSError):
+                process.stdin.write(b"".join(json.dumps({"release": pid}).encode() + b"\n" for pid in pids))
+                process.stdin.flush()
+
+    def stop(self) -> None:
+        """Let the fork server exit (it does when its stdin closes)."""
         with self._lock:
             if self._process is not None and self._process.poll() is None:
                 assert self._process.stdin is not None
                 with contextlib.suppress(OSError):
                     self._process.stdin.close()
                 self._process.wait(timeout=10)
-            os.close(self.notify)
-            os.close(self._notify_write)
+
+    def close(self) -> None:
+        self.stop()
+        with self._lock:
+            if self.notify >= 0:
+                os.close(self.notify)
+                os.close(self._notify_write)
+                self.notify = self._notify_write = -1
 
 
 def _same_process(pid: int, start_time: int | None) -> bool:
@@ -385,6 +403,16 @@ class Supervision:
         found = {attempt: self.journal.records[attempt]["status"] for attempt in self.journal.finished}
         self.journal.finished.clear()
         return found
+
+    def release(self, handles: list[SupervisorHandle]) -> None:
+        """The endpoint has recorded these attempts' ends: their supervisors may run other attempts
+        (a supervisor whose fork server is gone exits instead)."""
+        self.fork_server.release([handle.pid for handle in handles])
+
+    def retire(self) -> None:
+        """Start no more supervisors: the fork server exits, and each supervisor exits once its attempt
+        has ended."""
+        self.fork_server.stop()
 
     def forget(self, attempt_id: str) -> None:
         """The attempt is recorded by the endpoint: its journal entry is no longer needed."""

@@ -7,7 +7,9 @@ interpreter per attempt, and safe: it has one thread) and answers the supervisor
 on its stdout. It exits when its stdin closes, that is when the endpoint goes.
 
 Each **supervisor** is a forked child of the fork server that at once leaves for its own session, so
-nothing that kills the endpoint (``kill -9``, a closed terminal, Ctrl-C) reaches it. It
+nothing that kills the endpoint (``kill -9``, a closed terminal, Ctrl-C) reaches it. It runs one
+attempt at a time; after each, once the endpoint has recorded the end and released it, it may take
+another (see ``_supervise``); when the fork server is gone it exits instead. For each attempt it
 
 - starts the job's command in a process group of its own (the job's), with stdout and stderr on a pipe
   that only the supervisor reads, so the job never writes to a pipe whose reader died with the
@@ -37,7 +39,6 @@ Standard library only, so that the fork server starts in milliseconds.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import selectors
@@ -75,11 +76,6 @@ class _Supervision:
         self.devnull = descriptors.devnull
         self.notify = descriptors.notify
         self.requests: list[str] = []
-        self.cause: str | None = None
-        self.stop_requested = False
-        self.kill_at: float | None = None
-        self.returncode: int | None = None
-        self.exited_at: int | None = None
 
         self.wake_read, wake_write = os.pipe()
         os.set_blocking(self.wake_read, False)
@@ -90,6 +86,11 @@ class _Supervision:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # only to wake the selector
 
     def run(self, spec: dict[str, Any]) -> int:
+        self.cause: str | None = None
+        self.stop_requested = False
+        self.kill_at: float | None = None
+        self.returncode: int | None = None
+        self.exited_at: int | None = None
         self.spec = spec
         self.attempt_id = str(spec["attemptId"])
         self.grace = float(spec["killGraceSeconds"])
@@ -231,6 +232,8 @@ class _Supervision:
 
 # Forked ahead while the fork server is idle: enough for a round of short jobs on a small machine.
 SPARES = 4
+# Released supervisors kept for reuse beyond this many exit instead.
+MAX_IDLE = 64
 
 
 @dataclass(frozen=True)
@@ -245,51 +248,85 @@ class _Descriptors:
 
 @dataclass(frozen=True)
 class _Spare:
-    """A supervisor forked ahead of need, waiting for its attempt on ``channel``."""
+    """A supervisor of this fork server: it takes attempts on ``channel`` and answers on ``ready``
+    (``r`` once released and ready for another attempt; end of file when it has exited)."""
 
     pid: int
     start_time: int | None
     channel: int
+    ready: int
+
+    def close(self) -> None:
+        for descriptor in (self.channel, self.ready):
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
 
 
-def _read_line(descriptor: int) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = os.read(descriptor, 1 << 16)
-        if not chunk:
-            return b""
-        data += chunk
-    return data
+class _Lines:
+    """Lines read from a pipe, nothing read past the line asked for lost."""
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+        self.pending = b""
+
+    def next(self) -> bytes:
+        while b"\n" not in self.pending:
+            chunk = os.read(self.descriptor, 1 << 16)
+            if not chunk:
+                return b""
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return line + b"\n"
 
 
-def _fork_spare(descriptors: _Descriptors, spares: list[_Spare]) -> _Spare:
+def _supervise(descriptors: _Descriptors, channel: int, ready: int) -> int:
+    """A supervisor's life: attempts, one after another, each after the endpoint released the last.
+
+    Reusing a supervisor saves forking one per attempt (a forked Python writes to hundreds of the pages
+    it shares with the fork server, and each is copied). Between two attempts it waits for ``release``:
+    the endpoint sends it once it has recorded the previous attempt's end, so every stop or kill that was
+    meant for that attempt was sent before, has been received, and is dropped here; only then does it
+    say it is ready, so a stop meant for the next attempt cannot be dropped. It exits when the fork
+    server goes (its channel closes).
+    """
+    supervision = _Supervision(descriptors)
+    lines = _Lines(channel)
+    while line := lines.next():
+        supervision.run(json.loads(line))
+        if lines.next() != b"release\n":
+            break
+        supervision.requests.clear()
+        os.write(ready, b"r")
+    return 0
+
+
+def _fork_spare(descriptors: _Descriptors, others: list[_Spare]) -> _Spare:
     """Fork a supervisor that prepares itself (its own session, subreaper, signal handlers), then waits
     for its attempt: forking and preparing are then off the path of the attempt that takes it."""
     read_end, write_end = os.pipe()
+    ready_read, ready_write = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = EXIT_INTERNAL_ERROR
         try:
             os.close(write_end)
-            for spare in spares:
-                os.close(spare.channel)
+            os.close(ready_read)
+            for other in others:
+                other.close()
             os.dup2(descriptors.devnull, 0)
             os.dup2(descriptors.devnull, 1)
             os.setsid()
             for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)
             become_subreaper()
-            supervision = _Supervision(descriptors)
-            line = _read_line(read_end)
-            os.close(read_end)
-            # No attempt: the fork server went away before it needed this spare.
-            code = supervision.run(json.loads(line)) if line else 0
+            code = _supervise(descriptors, read_end, ready_write)
         except BaseException:
             traceback.print_exc()
         finally:
             os._exit(code)
     os.close(read_end)
-    return _Spare(pid, process_start_time(pid), write_end)
+    os.close(ready_write)
+    return _Spare(pid, process_start_time(pid), write_end, ready_read)
 
 
 def _write_all(descriptor: int, data: bytes) -> None:
@@ -298,13 +335,62 @@ def _write_all(descriptor: int, data: bytes) -> None:
         view = view[os.write(descriptor, view) :]
 
 
-def _start(request: dict[str, Any], descriptors: _Descriptors, spares: list[_Spare]) -> dict[str, Any]:
-    """Hand one request to a spare (forking one when none is left); the answer line's content."""
+class _Pool:
+    """The fork server's supervisors: idle ones (``idle``, reused first), and all by ``ready`` pipe."""
+
+    def __init__(self, descriptors: _Descriptors, selector: selectors.BaseSelector) -> None:
+        self.descriptors = descriptors
+        self.selector = selector
+        self.idle: list[_Spare] = []
+        self.by_pid: dict[int, _Spare] = {}
+
+    def fork(self) -> _Spare:
+        spare = _fork_spare(self.descriptors, list(self.by_pid.values()))
+        self.by_pid[spare.pid] = spare
+        self.selector.register(spare.ready, selectors.EVENT_READ, spare)
+        return spare
+
+    def drop(self, spare: _Spare) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(spare.ready)
+        self.by_pid.pop(spare.pid, None)
+        if spare in self.idle:
+            self.idle.remove(spare)
+        spare.close()
+
+    def release(self, pid: int) -> None:
+        """The endpoint recorded the end of this supervisor's attempt: it may take another."""
+        spare = self.by_pid.get(pid)
+        if spare is None:
+            return
+        if len(self.idle) >= MAX_IDLE:
+            self.drop(spare)  # its channel closes: it exits
+            return
+        try:
+            os.write(spare.channel, b"release\n")
+        except OSError:
+            self.drop(spare)
+
+    def on_ready(self, spare: _Spare) -> None:
+        """``r``: released and ready (idle again); end of file: it exited."""
+        try:
+            data = os.read(spare.ready, 64)
+        except OSError:
+            data = b""
+        if data:
+            self.idle.insert(0, spare)
+        else:
+            self.drop(spare)
+
+
+def _start(request: dict[str, Any], pool: _Pool) -> dict[str, Any]:
+    """Hand one request to an idle supervisor (forking one when none is idle); the answer's content."""
     spec = json.dumps(request["spec"]).encode() + b"\n"
     answer: dict[str, Any] = {"id": request["id"]}
-    for _ in range(3):  # a spare that died (killed from outside) is replaced
+    descriptors = pool.descriptors
+    for _ in range(3):  # a supervisor that died (killed from outside) is replaced
         try:
-            spare = spares.pop(0) if spares else _fork_spare(descriptors, spares)
+            spare = pool.idle.pop(0) if pool.idle else pool.fork()
         except OSError as error:
             answer["error"] = str(error)
             break
@@ -312,9 +398,8 @@ def _start(request: dict[str, Any], descriptors: _Descriptors, spares: list[_Spa
             os.write(spare.channel, spec)
         except OSError as error:
             answer["error"] = str(error)
+            pool.drop(spare)
             continue
-        finally:
-            os.close(spare.channel)
         answer.pop("error", None)
         record(
             descriptors.journal,
@@ -345,34 +430,36 @@ def serve_forks(journal_path: str, notify: int | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, answers = sys.stdin.fileno(), sys.stdout.fileno()
     descriptors = _Descriptors(journal, os.open(os.devnull, os.O_RDWR), notify)
-    # Objects that exist now are never collected: a supervisor's collections then leave the pages it
-    # shares with the fork server unwritten, so forking one copies almost nothing.
-    gc.freeze()
-    spares: list[_Spare] = []
     pending = b""
     with selectors.DefaultSelector() as selector:
-        selector.register(requests, selectors.EVENT_READ)
+        pool = _Pool(descriptors, selector)
+        selector.register(requests, selectors.EVENT_READ, None)
         while True:
             lines = pending.split(b"\n")
             pending = lines.pop()
-            replies = [
-                json.dumps(_start(json.loads(line), descriptors, spares)).encode() + b"\n"
-                for line in lines
-                if line.strip()
-            ]
+            replies: list[bytes] = []
+            for line in lines:
+                if not line.strip():
+                    continue
+                request = json.loads(line)
+                if "release" in request:
+                    pool.release(int(request["release"]))
+                else:
+                    replies.append(json.dumps(_start(request, pool)).encode() + b"\n")
             if replies:
                 _write_all(answers, b"".join(replies))
-            if len(spares) < SPARES and not selector.select(0):
-                try:
-                    spares.append(_fork_spare(descriptors, spares))
-                except OSError:
-                    pass
-                else:
-                    continue
-            chunk = os.read(requests, 1 << 16)
-            if not chunk:
-                return 0
-            pending += chunk
+            events = selector.select(0 if len(pool.idle) < SPARES else None)
+            for key, _ in events:
+                if key.data is not None:
+                    pool.on_ready(key.data)
+            if any(key.data is None for key, _ in events):
+                chunk = os.read(requests, 1 << 16)
+                if not chunk:
+                    return 0
+                pending += chunk
+            elif not events and len(pool.idle) < SPARES:
+                with contextlib.suppress(OSError):
+                    pool.idle.append(pool.fork())
 
 
 if __name__ == "__main__":

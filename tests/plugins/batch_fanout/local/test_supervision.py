@@ -97,3 +97,35 @@ def test_a_status_taken_from_the_notification_is_also_what_status_reads(
     assert supervision.status(handle.attempt_id) == statuses[handle.attempt_id]
     supervision.forget(handle.attempt_id)
     assert supervision.status(handle.attempt_id) is None
+
+
+WAIT_FOR_FILE = (
+    "import os, sys, time\n"
+    "deadline = time.monotonic() + 30\n"
+    "while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:\n"
+    "    time.sleep(0.01)\n"
+    "sys.exit(0 if os.path.exists(sys.argv[1]) else 9)\n"
+)
+
+
+def test_a_released_supervisor_takes_another_attempt_and_a_stop_meant_for_the_last_one_is_dropped(
+    supervision: Supervision, tmp_path: Path
+) -> None:
+    handle = supervision.launch(_request("first"), _python(tmp_path, "pass"))
+    _collect(supervision, {handle.attempt_id})
+    for round_number in range(20):
+        # A stop that crossed the end of the attempt it was meant for, then the endpoint's release.
+        supervision.stop(handle)
+        supervision.release([handle])
+        go = tmp_path / f"go-{round_number}"
+        following = supervision.launch(
+            _request(f"next-{round_number}"), _python(tmp_path, WAIT_FOR_FILE, str(go))
+        )
+        go.touch()
+        status = _collect(supervision, {following.attempt_id})[following.attempt_id]
+        assert (status["returncode"], status["cause"], status["stopRequested"]) == (0, None, False)
+        if following.pid == handle.pid:
+            break  # the released supervisor was reused, and ran its new attempt to the end
+        handle = following
+    else:
+        pytest.fail("no released supervisor was given another attempt in 20 rounds")
