@@ -6,11 +6,10 @@ FROM apache/airflow:3.3.2-python3.11
 COPY --chown=airflow:root requirements.txt /opt/batch-fanout/requirements.txt
 RUN ["pip", "install", "--no-cache-dir", "-r", "/opt/batch-fanout/requirements.txt"]
 
-# The provider package (plugins/batch_fanout) and the job helper package it ships with; what it
-# needs beyond the pins above (nothing, when they are current) comes with it.
+# The provider package (plugins/batch_fanout); what it needs beyond the pins above (nothing, when
+# they are current) comes with it.
 COPY --chown=airflow:root pyproject.toml README.md /opt/batch-fanout/
 COPY --chown=airflow:root plugins/batch_fanout /opt/batch-fanout/plugins/batch_fanout
-COPY --chown=airflow:root include/containers/shared /opt/batch-fanout/include/containers/shared
 # The job definitions go into the package too (batch_fanout/_specs), where the registration task
 # finds them.
 COPY --chown=airflow:root include/specs /opt/batch-fanout/include/specs

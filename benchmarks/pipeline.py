@@ -1,9 +1,10 @@
-"""The ``batch_fanout`` DAG on the local AWS Batch endpoint, in both submission modes side by side, and
+"""The ``batch_fanout`` pipeline on the local AWS Batch endpoint, in both submission modes side by side
+(the DAGs ``batch_fanout`` and ``batch_fanout_stage_by_stage``), and
 the parse time of every DAG file; prints its figures (recorded in benchmarks/RESULTS.md).
 
 Per run of the DAG (``dag.test()`` on a fresh, isolated Airflow home; real job containers of
 ``include/containers`` on a local endpoint whose compute environment has the machine's CPU count as
-vCPUs; the DAG's own poll interval, ``batch_fanout.pipeline.POLL_SECONDS``):
+vCPUs; the DAG's own poll interval, ``batch_fanout_project.pipeline.POLL_SECONDS``):
 
 - **wall**: the time ``dag.test()`` takes, from the first task to the last (registration of the job
   definitions and the report task included);
@@ -63,25 +64,28 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAGS_DIR = REPO_ROOT / "dags"
-DAG_ID = "batch_fanout"
+# The project's DAG library, as Airflow puts the DAG folder on sys.path.
+sys.path.append(str(DAGS_DIR))
+DAG_FILE = DAGS_DIR / "batch_fanout_pipeline.py"
 CONN_ID = "batch_fanout_aws"
 COMPUTE_ENVIRONMENT = "batch-fanout-ce"
 ALL_AT_ONCE = "all_at_once"
 STAGE_BY_STAGE = "stage_by_stage"
 MODES = (ALL_AT_ONCE, STAGE_BY_STAGE)
+DAG_IDS = {ALL_AT_ONCE: "batch_fanout", STAGE_BY_STAGE: "batch_fanout_stage_by_stage"}
 # The task whose XCom return value is each stage's job id, per submission mode.
 JOB_TASKS = {
     ALL_AT_ONCE: {
-        "leader": "all_at_once.submit_leader",
-        "stress_ng": "all_at_once.submit_stress_ng",
-        "shortest_path": "all_at_once.submit_shortest_path",
-        "aggregator": "all_at_once.submit_aggregator",
+        "leader": "submit_leader",
+        "stress_ng": "submit_stress_ng",
+        "shortest_path": "submit_shortest_path",
+        "aggregator": "submit_aggregator",
     },
     STAGE_BY_STAGE: {
-        "leader": "stage_by_stage.run_leader",
-        "stress_ng": "stage_by_stage.run_stress_ng",
-        "shortest_path": "stage_by_stage.run_shortest_path",
-        "aggregator": "stage_by_stage.run_aggregator",
+        "leader": "run_leader",
+        "stress_ng": "run_stress_ng",
+        "shortest_path": "run_shortest_path",
+        "aggregator": "run_aggregator",
     },
 }
 RUN_TIMEOUT_SECONDS = 900
@@ -216,6 +220,8 @@ def median_of_runs(code: str, path: Path, runs: int) -> tuple[list[dict[str, Any
             text=True,
             timeout=300,
             cwd=REPO_ROOT,
+            # The DAG folder on sys.path, as Airflow has it: the files import the project's package.
+            env={**os.environ, "PYTHONPATH": str(DAGS_DIR)},
         )
         if completed.returncode != 0:
             return results, f"exit {completed.returncode}: {completed.stderr[-2000:]}"
@@ -387,16 +393,17 @@ def figures_of(mode: str, jobs: list[Job], started: float, ended: float, vcpus: 
     )
 
 
-def load_dag() -> Any:
+def load_dags() -> dict[str, Any]:
+    """The pipeline's DAG of each submission mode."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS_DIR / f"{DAG_ID}.py"))
+    bag = DagBag(dag_folder=str(DAG_FILE))
     if bag.import_errors:
-        raise RuntimeError(f"dags/{DAG_ID}.py does not import: {bag.import_errors}")
-    return bag.dags[DAG_ID]
+        raise RuntimeError(f"dags/{DAG_FILE.name} does not import: {bag.import_errors}")
+    return {mode: bag.dags[dag_id] for mode, dag_id in DAG_IDS.items()}
 
 
-def run_once(dag: Any, conf: dict[str, Any], batch: Any, vcpus: int) -> RunFigures:
+def run_once(dag: Any, mode: str, conf: dict[str, Any], batch: Any, vcpus: int) -> RunFigures:
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
     bag = DagBag(dag_folder=os.devnull, collect_dags=False)
@@ -407,11 +414,9 @@ def run_once(dag: Any, conf: dict[str, Any], batch: Any, vcpus: int) -> RunFigur
     ended = time.time()
     if dag_run.state != "success":
         failed = [ti.task_id for ti in dag_run.get_task_instances() if ti.state not in ("success", "skipped")]
-        raise RuntimeError(
-            f"run {dag_run.run_id} ({conf['submission_mode']}) ended {dag_run.state}; tasks: {failed}"
-        )
-    jobs = collect_jobs(batch, dag_run, conf["submission_mode"])
-    return figures_of(conf["submission_mode"], jobs, started, ended, vcpus)
+        raise RuntimeError(f"run {dag_run.run_id} ({mode}) ended {dag_run.state}; tasks: {failed}")
+    jobs = collect_jobs(batch, dag_run, mode)
+    return figures_of(mode, jobs, started, ended, vcpus)
 
 
 def milliseconds(values: list[float]) -> str:
@@ -422,7 +427,7 @@ def print_table(results: dict[str, list[RunFigures]], poll_seconds: float) -> No
     modes = [mode for mode in MODES if results.get(mode)]
 
     def med(mode: str, name: str) -> float:
-        return statistics.median(getattr(run, name) for run in results[mode])
+        return float(statistics.median(getattr(run, name) for run in results[mode]))
 
     rows: list[tuple[str, Any]] = [
         ("wall time of the DAG run", lambda m: f"{med(m, 'wall'):.1f} s"),
@@ -467,12 +472,12 @@ def print_table(results: dict[str, list[RunFigures]], poll_seconds: float) -> No
 
 
 def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
-    from batch_fanout import pipeline
     from batch_fanout.local.testing import running_endpoint
+    from batch_fanout_project import pipeline
 
     conf = {"tests": args.tests, "stress_duration": args.stress_duration, "grid": args.grid}
     print(f"\nbatch_fanout parameters: the DAG's defaults except {json.dumps(conf)}")
-    print(f"poll interval (batch_fanout.pipeline.POLL_SECONDS): {pipeline.POLL_SECONDS} s")
+    print(f"poll interval (batch_fanout_project.pipeline.POLL_SECONDS): {pipeline.POLL_SECONDS} s")
     results_dir = work / "results"
     results_dir.mkdir()
     os.environ["AIRFLOW_VAR_BATCH_FANOUT_RESULTS_URI"] = results_dir.as_uri()
@@ -492,11 +497,11 @@ def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
         environment = batch.describe_compute_environments(computeEnvironments=[COMPUTE_ENVIRONMENT])
         vcpus = int(environment["computeEnvironments"][0]["computeResources"]["maxvCpus"])
         print(f"local endpoint: {endpoint.url}, compute environment {COMPUTE_ENVIRONMENT} of {vcpus} vCPUs")
-        dag = load_dag()
+        dags = load_dags()
         for warmup in range(args.warmup):
             # The first run registers the job definitions and warms caches; it is not counted.
             try:
-                figures = run_once(dag, {**conf, "submission_mode": args.modes[0]}, batch, vcpus)
+                figures = run_once(dags[args.modes[0]], args.modes[0], conf, batch, vcpus)
                 print(
                     f"warm-up {warmup + 1} {args.modes[0]}: wall {figures.wall:.1f} s (not counted)",
                     flush=True,
@@ -508,7 +513,7 @@ def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
         for repeat in range(args.repeat):
             for mode in args.modes if repeat % 2 == 0 else reversed(args.modes):
                 try:
-                    figures = run_once(dag, {**conf, "submission_mode": mode}, batch, vcpus)
+                    figures = run_once(dags[mode], mode, conf, batch, vcpus)
                 except Exception as error:  # a failed run is reported, then the script exits non-zero
                     ok = False
                     print(f"run {repeat + 1} {mode}: FAILED: {error}", file=sys.stderr)

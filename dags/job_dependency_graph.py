@@ -27,7 +27,6 @@ order in which the steps ran.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 # Airflow's DAG processor imports the airflow.* modules a DAG file names once, before it parses each
 # file in a fresh process (``parsing_pre_import_modules``); naming the Amazon provider's Batch modules
@@ -38,7 +37,8 @@ import airflow.providers.amazon.aws.sensors.base_aws
 import airflow.sdk.definitions.decorators  # noqa: F401  (airflow.sdk loads @task lazily)
 from airflow.sdk import Param, dag, get_current_context, task
 
-from batch_fanout import pipeline as p
+from batch_fanout.fanout import Stage
+from batch_fanout_project import pipeline as p
 
 # Each step and the steps it runs after.
 GRAPH: dict[str, list[str]] = {
@@ -62,49 +62,49 @@ GRAPH: dict[str, list[str]] = {
     tags=["batch-fanout", "aws-batch", "dependencies"],
     doc_md=__doc__,
     params={
-        "work_seconds": Param(1, type="integer", minimum=0, maximum=3600, title="Seconds of work per step"),
+        "work_seconds": Param(
+            1,
+            type="integer",
+            minimum=0,
+            maximum=3600,
+            title="Seconds of work per step",
+            description="How long each step works before it records that it ran.",
+        ),
     },
 )
 def job_dependency_graph() -> None:
-    register = p.register_job_definitions()
-    submitted: dict[str, Any] = {}
-    for name, upstream in GRAPH.items():
-        submitted[name] = p.submit_job(
-            f"submit_{name}",
+    def step(name: str, upstream: list[str]) -> Stage:
+        return p.job(
+            name,
             p.STEP,
             job_name=f"batch-fanout-step-{name}",
+            after=upstream or None,
             parameters={
                 "name": name,
                 "after": ",".join(upstream) or "none",
                 "work_seconds": "{{ params.work_seconds }}",
                 "summarize": ",".join(GRAPH) if name == "F" else "none",
             },
-            depends_on=[{"job_id": submitted[step].output, "type": None} for step in upstream],
-            container_overrides=p.job_overrides(),
-            wait_for_completion=False,
         )
-    register >> submitted["A"]
+
+    steps = [step(name, upstream) for name, upstream in GRAPH.items()]
+    # A is the leader and F the aggregator; B..E are plain jobs between them. There is no array
+    # here, so the graph is declared through the builder's general form: each stage's after=.
+    graph = p.fanout(leader=steps[0], arrays=steps[1:-1], aggregator=steps[-1], report=False)
 
     @task
     def check_order() -> list[str]:
         """Read the order the steps ran in and check it against the graph."""
-        context = get_current_context()
-        folder = p.run_folder_uri(
-            context["var"]["value"].batch_fanout_results_uri, context["dag"].dag_id, context["run_id"]
-        )
-        summary = p.read_json(f"{folder}/steps/summary.json")
+        summary = p.read_json(f"{p.run_folder_uri(get_current_context())}/steps/summary.json")
         stopped = {record["name"]: record["stopped_at"] for record in summary["steps"]}
         started = {record["name"]: record["started_at"] for record in summary["steps"]}
         for name, upstream in GRAPH.items():
-            for step in upstream:
-                if started[name] < stopped[step]:
-                    raise ValueError(f"step {name} started before its upstream step {step} had finished")
+            for step_name in upstream:
+                if started[name] < stopped[step_name]:
+                    raise ValueError(f"step {name} started before its upstream step {step_name} had finished")
         return list(summary["order"])
 
-    watchers = [p.watch_job(name, job) for name, job in submitted.items()]
-    # Submission is all done before watching starts: the graph is in Batch as a whole.
-    submitted["F"] >> watchers
-    watchers >> check_order()
+    graph >> check_order()
 
 
 job_dependency_graph()

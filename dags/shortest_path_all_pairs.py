@@ -33,7 +33,7 @@ import airflow.providers.amazon.aws.sensors.base_aws
 import airflow.sdk.definitions.decorators  # noqa: F401  (airflow.sdk loads @task lazily)
 from airflow.sdk import Param, dag
 
-from batch_fanout import pipeline as p
+from batch_fanout_project import pipeline as p
 
 
 @dag(
@@ -59,10 +59,22 @@ from batch_fanout import pipeline as p
             type="string",
             pattern=r"^[1-9][0-9]*x[1-9][0-9]*$",
             title="Generated grid (rows x columns)",
+            description="The size of the generated road-like grid when graph is 'generate'.",
         ),
-        "seed": Param(1, type="integer", minimum=0, title="Seed of the generated graph"),
+        "seed": Param(
+            1,
+            type="integer",
+            minimum=0,
+            title="Seed of the generated graph",
+            description="The same seed generates the same graph.",
+        ),
         "shards": Param(
-            4, type="integer", minimum=1, maximum=10_000, title="Number of shards (array children)"
+            4,
+            type="integer",
+            minimum=1,
+            maximum=10_000,
+            title="Number of shards (array children)",
+            description="The origins are split into this many balanced shards, one array child each.",
         ),
         "origins": Param(
             "all",
@@ -88,21 +100,31 @@ from batch_fanout import pipeline as p
     },
 )
 def shortest_path_all_pairs() -> None:
-    p.leader_array_aggregator(
-        leader_parameters={
-            "workloads": "shortest_path",
-            "graph": "{{ params.graph }}",
-            "grid": "{{ params.grid }}",
-            "seed": "{{ params.seed }}",
-            "shards": "{{ params.shards }}",
-            "origins": "{{ params.origins }}",
-        },
-        array_task_id="submit_shortest_path",
-        array_definition=p.SHORTEST_PATH,
-        array_size="{{ params.shards }}",
-        # Every shard needs the whole graph the leader wrote.
-        array_dependency_type=None,
-        array_parameters={"paths_for": "{{ params.paths_for }}"},
+    p.fanout(
+        leader=p.job(
+            "leader",
+            p.LEADER,
+            parameters={
+                "workloads": "shortest_path",
+                "graph": "{{ params.graph }}",
+                "grid": "{{ params.grid }}",
+                "seed": "{{ params.seed }}",
+                "shards": "{{ params.shards }}",
+                "origins": "{{ params.origins }}",
+            },
+        ),
+        arrays=[
+            p.array(
+                "shortest_path",
+                p.SHORTEST_PATH,
+                size="{{ params.shards }}",
+                # Every shard needs the whole graph the leader wrote.
+                dependency=None,
+                parameters={"paths_for": "{{ params.paths_for }}"},
+                container_overrides=p.job_overrides(fail_once=True),
+            )
+        ],
+        aggregator=p.job("aggregator", p.AGGREGATOR, parameters={"tolerated_failures": "0"}),
     )
 
 

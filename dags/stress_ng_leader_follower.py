@@ -35,7 +35,7 @@ import airflow.providers.amazon.aws.sensors.base_aws
 import airflow.sdk.definitions.decorators  # noqa: F401  (airflow.sdk loads @task lazily)
 from airflow.sdk import Param, dag
 
-from batch_fanout import pipeline as p
+from batch_fanout_project import pipeline as p
 
 METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
 
@@ -51,16 +51,43 @@ METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
     tags=["batch-fanout", "aws-batch", "stress-ng"],
     doc_md=__doc__,
     params={
-        "tests": Param(4, type="integer", minimum=1, maximum=10_000, title="Number of stress-ng tests"),
-        "stress_duration": Param(2, type="integer", minimum=1, maximum=3600, title="Seconds per test"),
+        "tests": Param(
+            4,
+            type="integer",
+            minimum=1,
+            maximum=10_000,
+            title="Number of stress-ng tests",
+            description="One follower child per test.",
+        ),
+        "stress_duration": Param(
+            2,
+            type="integer",
+            minimum=1,
+            maximum=3600,
+            title="Seconds per test",
+            description="How long each stress-ng test runs (its --timeout).",
+        ),
         "stressors": Param(
-            1, type="integer", minimum=1, maximum=64, title="stress-ng CPU stressors per test"
+            1,
+            type="integer",
+            minimum=1,
+            maximum=64,
+            title="stress-ng CPU stressors per test",
+            description="Parallel CPU stressors in each test (stress-ng --cpu N).",
         ),
         "methods": Param(
-            "all", type="string", pattern=METHOD_LIST, title="CPU methods to include (comma list or all)"
+            "all",
+            type="string",
+            pattern=METHOD_LIST,
+            title="CPU methods to include (comma list or all)",
+            description="The CPU methods the leader may pick tests from: 'all', or a comma list such as fft,int64.",
         ),
         "exclude_methods": Param(
-            "none", type="string", pattern=METHOD_LIST, title="CPU methods to exclude (comma list or none)"
+            "none",
+            type="string",
+            pattern=METHOD_LIST,
+            title="CPU methods to exclude (comma list or none)",
+            description="CPU methods never to test: 'none', or a comma list.",
         ),
         "fail_once_indices": Param(
             "none",
@@ -72,20 +99,30 @@ METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
     },
 )
 def stress_ng_leader_follower() -> None:
-    p.leader_array_aggregator(
-        leader_parameters={
-            "workloads": "stress",
-            "tests": "{{ params.tests }}",
-            "stress_duration": "{{ params.stress_duration }}",
-            "stress_cpus": "{{ params.stressors }}",
-            "methods": "{{ params.methods }}",
-            "exclude_methods": "{{ params.exclude_methods }}",
-        },
-        array_task_id="submit_followers",
-        array_definition=p.STRESS_NG,
-        array_size="{{ params.tests }}",
-        # The workshop's pattern: each follower waits for the leader with an N_TO_N dependency.
-        array_dependency_type="N_TO_N",
+    p.fanout(
+        leader=p.job(
+            "leader",
+            p.LEADER,
+            parameters={
+                "workloads": "stress",
+                "tests": "{{ params.tests }}",
+                "stress_duration": "{{ params.stress_duration }}",
+                "stress_cpus": "{{ params.stressors }}",
+                "methods": "{{ params.methods }}",
+                "exclude_methods": "{{ params.exclude_methods }}",
+            },
+        ),
+        arrays=[
+            p.array(
+                "followers",
+                p.STRESS_NG,
+                size="{{ params.tests }}",
+                # The workshop's pattern: each follower waits for the leader with an N_TO_N dependency.
+                dependency="N_TO_N",
+                container_overrides=p.job_overrides(fail_once=True),
+            )
+        ],
+        aggregator=p.job("aggregator", p.AGGREGATOR, parameters={"tolerated_failures": "0"}),
     )
 
 

@@ -1,29 +1,46 @@
-"""``batch-fanout demo``: run the main pipeline on the local AWS Batch endpoint and print its report.
+"""Run one DAG of a project on the local AWS Batch endpoint, as a demo: the generic part of a
+project's ``demo`` command.
 
-It starts the local endpoint (or finds it running), loads ``airflow_settings.yaml`` into Airflow (the
-connection ``batch_fanout_aws`` gets the endpoint's credentials from its data directory, so runs
-triggered later from the UI sign as the endpoint requires),
-runs ``airflow dags test batch_fanout`` with the DAG's default parameters, and ends with the path of
-the report it wrote. ``make demo`` runs it after setting up the virtual environment and the Airflow
-metadata database.
+:func:`run_on_local_endpoint` starts the local endpoint that the settings' AWS connection points at
+(or finds it running), loads ``airflow_settings.yaml`` into Airflow, creates a ``file://`` results
+store named by a variable of the settings, and runs ``airflow dags test <dag_id>``. What the run
+means (which report to print) is the project's: it calls this and reads its own outputs. The
+provider knows no DAG, connection or variable of any project.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
-DEMO_DAG_ID = "batch_fanout"
+
+@dataclass(frozen=True)
+class LocalRun:
+    """What :func:`run_on_local_endpoint` did.
+
+    :param returncode: the exit status of ``airflow dags test`` (non-zero: the run failed).
+    :param results_root: the local folder of the results store.
+    :param started: when the run started (seconds since the epoch).
+    :param log_path: the whole output of ``airflow dags test``.
+    """
+
+    returncode: int
+    results_root: Path
+    started: float
+    log_path: Path
 
 
-def _project_home() -> Path:
+class DemoError(RuntimeError):
+    """The demo cannot run; the message says what to fix."""
+
+
+def project_home() -> Path:
+    """The project folder: ``$BATCH_FANOUT_HOME``, else the current directory."""
     return Path(os.environ.get("BATCH_FANOUT_HOME") or Path.cwd()).resolve()
 
 
@@ -33,118 +50,83 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _results_root(settings_file: Path) -> Path:
+def results_root(settings_file: Path, variable: str) -> Path:
+    """The local folder of the ``file://`` results store the settings' ``variable`` names."""
     from batch_fanout.settings import load_settings_file
 
-    settings = load_settings_file(settings_file)
-    uri = {variable.key: variable.value for variable in settings.variables}["batch_fanout_results_uri"]
-    parsed = urlparse(uri)
+    values = {entry.key: entry.value for entry in load_settings_file(settings_file).variables}
+    if variable not in values:
+        raise DemoError(f"{settings_file.name} sets no variable {variable}")
+    parsed = urlparse(values[variable])
     if parsed.scheme != "file":
-        raise SystemExit(
-            f"error: the demo writes to a local results store; batch_fanout_results_uri is {uri}"
-        )
+        raise DemoError(f"the demo writes to a local results store; {variable} is {values[variable]}")
     return Path(parsed.path)
 
 
-def _endpoint_port(settings_file: Path) -> int:
-    """The port of the local endpoint that the settings' AWS connection points at: the settings file is
-    the one truth for where the DAGs send their Batch calls."""
+def endpoint_port(settings_file: Path, conn_id: str) -> int:
+    """The port of the local endpoint that the settings' connection ``conn_id`` points at: the
+    settings file is the one truth for where the DAGs send their Batch calls."""
     from batch_fanout.settings import load_settings_file
 
-    settings = load_settings_file(settings_file)
-    connection = next((c for c in settings.connections if c.conn_id == "batch_fanout_aws"), None)
+    connection = next(
+        (c for c in load_settings_file(settings_file).connections if c.conn_id == conn_id), None
+    )
     endpoint = urlparse(str((connection.extra if connection else {}).get("endpoint_url", "")))
     if endpoint.hostname not in ("127.0.0.1", "localhost") or endpoint.port is None:
-        raise SystemExit(
-            f"error: the demo runs on the local endpoint, but the connection batch_fanout_aws in "
-            f"{settings_file.name} has no endpoint_url on 127.0.0.1 with a port"
+        raise DemoError(
+            f"the demo runs on the local endpoint, but the connection {conn_id} in {settings_file.name} "
+            "has no endpoint_url on 127.0.0.1 with a port"
         )
     return endpoint.port
 
 
-def _newest_report(results_root: Path, started: float) -> Path | None:
-    reports = [
-        path
-        for path in (results_root / DEMO_DAG_ID).glob("*/report/report.html")
-        if path.stat().st_mtime >= started
-    ]
-    return max(reports, key=lambda path: path.stat().st_mtime, default=None)
+def run_on_local_endpoint(
+    dag_id: str, *, conn_id: str, results_variable: str, conf: str | None = None, home: Path | None = None
+) -> LocalRun:
+    """Start the local endpoint, load the settings and run ``airflow dags test dag_id``.
 
+    Progress lines go to stdout; the run's own output to ``<home>/.airflow/<dag_id>.log``.
 
-def _summary_lines(report_json: Path) -> list[str]:
-    from batch_fanout.pipeline import report_headlines
-
-    try:
-        report: dict[str, Any] = json.loads(report_json.read_text())
-    except (OSError, ValueError) as error:
-        return [f"  (cannot read {report_json}: {error})"]
-    return [f"  {line}" for line in report_headlines(report)]
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    home = _project_home()
+    :param dag_id: the DAG to run.
+    :param conn_id: the AWS connection of the settings whose ``endpoint_url`` is the local endpoint.
+    :param results_variable: the settings' variable holding the ``file://`` results store.
+    :param conf: JSON parameters of the run, as for ``airflow dags test --conf``.
+    :param home: the project folder (default :func:`project_home`) with ``airflow_settings.yaml``.
+    :raises DemoError: when the endpoint or the settings cannot be set up.
+    """
+    home = home or project_home()
     settings_file = home / "airflow_settings.yaml"
-    dag_file = home / "dags" / f"{DEMO_DAG_ID}.py"
-    if not dag_file.is_file():
-        print(
-            f"error: {dag_file.relative_to(home)} is missing: the demo pipeline is not built yet",
-            file=sys.stderr,
-        )
-        return 1
-
-    endpoint_port = _endpoint_port(settings_file)
+    port = endpoint_port(settings_file, conn_id)
     start = _run_cli(
         "local",
         "start",
         "--port",
-        str(endpoint_port),
+        str(port),
         "--data-dir",
         str(home / ".local-batch"),
+        # The project's job images: the environment's folder when set, else the project's own.
         "--containers-dir",
         os.environ.get("BATCH_FANOUT_CONTAINERS_DIR") or str(home / "include" / "containers"),
     )
     if start.returncode != 0:
-        print(start.stdout + start.stderr, file=sys.stderr)
-        print("error: the local AWS Batch endpoint did not start", file=sys.stderr)
-        return 1
+        raise DemoError(f"the local AWS Batch endpoint did not start:\n{start.stdout}{start.stderr}")
     print(f"local AWS Batch endpoint: {start.stdout.strip().splitlines()[-1]}")
 
     loaded = _run_cli("settings", "load", str(settings_file))
     if loaded.returncode != 0:
-        print(loaded.stderr, file=sys.stderr)
-        return 1
+        raise DemoError(f"the settings did not load:\n{loaded.stderr}")
     print(f"settings loaded from {settings_file.name}")
 
     # A file:// results store must exist before jobs write to it (on S3 the bucket is the stack's).
-    _results_root(settings_file).mkdir(parents=True, exist_ok=True)
+    root = results_root(settings_file, results_variable)
+    root.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    command = [sys.executable, "-m", "airflow", "dags", "test", DEMO_DAG_ID]
-    if args.conf:
-        command += ["--conf", args.conf]
-    print(f"running: airflow dags test {DEMO_DAG_ID}" + (f" --conf '{args.conf}'" if args.conf else ""))
-    log_path = home / ".airflow" / "demo.log"
+    command = [sys.executable, "-m", "airflow", "dags", "test", dag_id]
+    if conf:
+        command += ["--conf", conf]
+    print(f"running: airflow dags test {dag_id}" + (f" --conf '{conf}'" if conf else ""))
+    log_path = home / ".airflow" / f"{dag_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         run = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
-    report = _newest_report(_results_root(settings_file), started)
-    if run.returncode != 0 or report is None:
-        tail = log_path.read_text().splitlines()[-40:]
-        print("\n".join(tail), file=sys.stderr)
-        print(f"error: the DAG run failed; the whole log is in {log_path}", file=sys.stderr)
-        return 1
-    print(f"DAG run log: {log_path}")
-    print("summary:")
-    for line in _summary_lines(report.with_name("report.json")):
-        print(line)
-    print('the AWS CLI and boto3 on the same endpoint: eval "$(batch-fanout local env)"')
-    print("open the Airflow UI on the same runs (on 127.0.0.1:8080 only): make airflow")
-    print(report)
-    return 0
-
-
-def add_parser(subparsers: Any) -> None:
-    demo_parser = subparsers.add_parser(
-        "demo", help="run the batch_fanout pipeline on the local endpoint and print the report path"
-    )
-    demo_parser.add_argument("--conf", help="JSON parameters for the run, as for `airflow dags test --conf`")
-    demo_parser.set_defaults(func=run_demo)
+    return LocalRun(run.returncode, root, started, log_path)

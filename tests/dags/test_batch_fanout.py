@@ -56,7 +56,7 @@ def test_all_at_once_runs_both_workloads_and_batch_gates_every_job(
     assert xcom(dag_run, "report")["report_html"].endswith("/report/report.html")
 
     ids = {
-        name: xcom(dag_run, f"all_at_once.submit_{name}")
+        name: xcom(dag_run, f"submit_{name}")
         for name in ("leader", "stress_ng", "shortest_path", "aggregator")
     }
     parents = jobs_by_id(batch_client, list(ids.values()))
@@ -83,21 +83,18 @@ def test_all_at_once_runs_both_workloads_and_batch_gates_every_job(
 def test_a_child_that_fails_once_is_retried_alone_and_the_report_is_unchanged(
     project_dag: Any, run_dag: Any, pipeline_settings: str, batch_client: Any, xcom: Any
 ) -> None:
-    clean = run_dag(project_dag("batch_fanout"), conf={**TINY, "submission_mode": "stage_by_stage"})
+    clean = run_dag(project_dag("batch_fanout_stage_by_stage"), conf=TINY)
     assert clean.state == "success"
-    injected = run_dag(
-        project_dag("batch_fanout"),
-        conf={**TINY, "submission_mode": "stage_by_stage", "fail_once_indices": "1"},
-    )
+    injected = run_dag(project_dag("batch_fanout_stage_by_stage"), conf={**TINY, "fail_once_indices": "1"})
     assert injected.state == "success"
+    # One DAG per mode: no task of the other mode, nothing skipped.
+    assert {ti.state for ti in injected.get_task_instances()} == {"success"}
 
-    stress_task = next(
-        ti for ti in injected.get_task_instances() if ti.task_id == "stage_by_stage.run_stress_ng"
-    )
+    stress_task = next(ti for ti in injected.get_task_instances() if ti.task_id == "run_stress_ng")
     assert stress_task.try_number == 2, "the stress-ng task should have needed exactly one retry"
     # The retry's job worked on logical index 1 only; the other children were not run again.
-    assert str(xcom(injected, "stage_by_stage.run_stress_ng", key="index_map")) == "1"
-    retried = batch_client.describe_jobs(jobs=[xcom(injected, "stage_by_stage.run_stress_ng")])["jobs"][0]
+    assert str(xcom(injected, "run_stress_ng", key="index_map")) == "1"
+    retried = batch_client.describe_jobs(jobs=[xcom(injected, "run_stress_ng")])["jobs"][0]
     assert "arrayProperties" not in retried or retried["arrayProperties"].get("size") in (None, 1)
     folder = run_folder(pipeline_settings, injected)
     assert (folder / "_fail-once" / "stress-1").exists()
@@ -115,7 +112,6 @@ def test_a_child_that_fails_once_is_retried_alone_and_the_report_is_unchanged(
     [
         ("tests", 0, "less than the minimum of 1"),
         ("grid", "big", "does not match"),
-        ("submission_mode", "sometimes", "is not one of"),
         ("methods", "fft; rm -rf /", "does not match"),
         ("fail_once_indices", "1,x", "does not match"),
     ],

@@ -14,6 +14,7 @@ DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(path for path in DAGS_DIR.glob("*.py") if not path.name.startswith("_"))
 EXPECTED_DAG_IDS = {
     "batch_fanout",
+    "batch_fanout_stage_by_stage",
     "stress_ng_leader_follower",
     "shortest_path_all_pairs",
     "job_dependency_graph",
@@ -56,6 +57,8 @@ import importlib.util
 from airflow.utils.file import iter_airflow_imports
 
 path = sys.argv[1]
+# Airflow puts the DAG folder on sys.path: the DAG files import the project's package from it.
+sys.path.append(sys.argv[2])
 # As Airflow's DAG processor does (parsing_pre_import_modules): the airflow.* modules a file names are
 # imported once, before each file is parsed in a fresh process.
 for name in iter_airflow_imports(path):
@@ -71,7 +74,7 @@ print(time.perf_counter() - start)
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=[path.name for path in DAG_FILES])
 def test_dag_file_parses_quickly_with_no_network_call(dag_file: Path, airflow_db: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", PARSE_WITH_NO_NETWORK, str(dag_file)],
+        [sys.executable, "-c", PARSE_WITH_NO_NETWORK, str(dag_file), str(DAGS_DIR)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -82,11 +85,29 @@ def test_dag_file_parses_quickly_with_no_network_call(dag_file: Path, airflow_db
     assert seconds < 1.0, f"{dag_file.name} took {seconds:.2f} s to parse"
 
 
+def test_every_trigger_form_parameter_is_described(dag_bag: Any) -> None:
+    for dag_id, dag in dag_bag.dags.items():
+        for name, param in dag.params.items():
+            assert param.description and len(param.description) > 10, (
+                f"{dag_id}: param {name} has no description"
+            )
+
+
+def test_no_dag_shows_a_branch_or_a_task_that_is_always_skipped(dag_bag: Any) -> None:
+    for dag_id, dag in dag_bag.dags.items():
+        for task in dag.tasks:
+            assert "branch" not in type(task).__name__.lower(), f"{dag_id}.{task.task_id} is a branch"
+
+
+def test_the_project_package_is_not_parsed_as_dags(dag_bag: Any) -> None:
+    assert not [path for path in dag_bag.dagbag_stats if "batch_fanout_project" in path.file]
+
+
 def test_the_no_network_guard_itself_catches_a_connection(tmp_path: Path, airflow_db: Path) -> None:
     offender = tmp_path / "dag_that_calls_out.py"
     offender.write_text("import socket\nsocket.create_connection(('127.0.0.1', 9))\n")
     result = subprocess.run(
-        [sys.executable, "-c", PARSE_WITH_NO_NETWORK, str(offender)],
+        [sys.executable, "-c", PARSE_WITH_NO_NETWORK, str(offender), str(DAGS_DIR)],
         capture_output=True,
         text=True,
         timeout=60,

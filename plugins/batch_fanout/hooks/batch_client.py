@@ -13,8 +13,9 @@ well (connection handling, log-stream lookup, states). It adds:
   child's CloudWatch log;
 - lookup of a job by its tags (ListJobs filtered by name, then DescribeJobs), used to re-attach a
   retried task to the job its earlier try submitted;
-- ``a_``-prefixed async twins for the trigger. They run the same calls in a worker thread, so the
-  triggerer's event loop never blocks and no async AWS SDK is needed.
+- ``a_``-prefixed async twins for the trigger. They run the same methods in a worker thread, so the
+  triggerer's event loop never blocks, the backoff loop is the same one, and no async AWS SDK is
+  needed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import botocore.exceptions
@@ -31,12 +31,27 @@ from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
 from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
 from airflow.providers.common.compat.sdk import AirflowException
 
+from batch_fanout.hooks.batch_state import (
+    JOB_STATES,
+    TERMINAL_STATES,
+    BatchJobState,
+    FailedChild,
+    fail_fast_reason,
+)
+from batch_fanout.submission import JobDescription
+
+__all__ = [
+    "JOB_STATES",
+    "TERMINAL_STATES",
+    "BatchFanoutClientHook",
+    "BatchJobState",
+    "FailedChild",
+    "fail_fast_reason",
+    "is_throttling_error",
+]
+
 #: AWS rejects DescribeJobs with more than 100 ids.
 DESCRIBE_JOBS_MAX_IDS = 100
-#: The largest array AWS Batch accepts.
-ARRAY_SIZE_LIMIT = 10_000
-#: The most dependencies one job may have.
-DEPENDS_ON_LIMIT = 20
 
 #: Error codes AWS services use for "slow down"; all are retried with backoff.
 THROTTLING_ERROR_CODES = frozenset(
@@ -54,9 +69,6 @@ THROTTLING_ERROR_CODES = frozenset(
     }
 )
 
-JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
-TERMINAL_STATES = ("SUCCEEDED", "FAILED")
-
 T = TypeVar("T")
 
 
@@ -67,148 +79,6 @@ def is_throttling_error(error: BaseException) -> bool:
     code = error.response.get("Error", {}).get("Code", "")
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return code in THROTTLING_ERROR_CODES or status == 429
-
-
-@dataclass(frozen=True)
-class BatchJobState:
-    """The state of one Batch job as one DescribeJobs call sees it.
-
-    For an array parent, ``counts`` holds the children per state from its ``statusSummary``.
-
-    :param job_id: the job id.
-    :param status: the job's status (``SUBMITTED`` ... ``SUCCEEDED`` / ``FAILED``).
-    :param array_size: the number of children, or ``None`` for a plain job.
-    :param counts: children per state (array jobs only).
-    :param status_reason: the job's ``statusReason``, if any.
-    :param job_name: the job's name.
-    """
-
-    job_id: str
-    status: str
-    array_size: int | None = None
-    counts: dict[str, int] = field(default_factory=dict)
-    status_reason: str = ""
-    job_name: str = ""
-
-    @classmethod
-    def from_description(cls, description: dict[str, Any]) -> BatchJobState:
-        array = description.get("arrayProperties") or {}
-        size = array.get("size")
-        summary = array.get("statusSummary") or {}
-        return cls(
-            job_id=description["jobId"],
-            status=description.get("status", "UNKNOWN"),
-            array_size=int(size) if size else None,
-            counts={state: int(summary.get(state, 0)) for state in JOB_STATES} if size else {},
-            status_reason=description.get("statusReason", "") or "",
-            job_name=description.get("jobName", "") or "",
-        )
-
-    @property
-    def is_array(self) -> bool:
-        return self.array_size is not None
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATES
-
-    @property
-    def is_successful(self) -> bool:
-        return self.status == "SUCCEEDED"
-
-    @property
-    def failed(self) -> int:
-        """Failed children of an array; 1 or 0 for a plain job."""
-        if self.is_array:
-            return self.counts.get("FAILED", 0)
-        return 1 if self.status == "FAILED" else 0
-
-    @property
-    def succeeded(self) -> int:
-        if self.is_array:
-            return self.counts.get("SUCCEEDED", 0)
-        return 1 if self.status == "SUCCEEDED" else 0
-
-    @property
-    def total(self) -> int:
-        return self.array_size if self.array_size is not None else 1
-
-    @property
-    def done(self) -> int:
-        return self.succeeded + self.failed
-
-    def progress_line(self) -> str:
-        """One human-readable progress line: counts per state and done / total."""
-        if not self.is_array:
-            return f"Batch job {self.job_id} ({self.job_name}): {self.status}"
-        states = ", ".join(f"{state} {self.counts.get(state, 0)}" for state in JOB_STATES)
-        percent = 100.0 * self.done / self.total if self.total else 100.0
-        return (
-            f"Batch array job {self.job_id} ({self.job_name}): {self.status}; {self.done}/{self.total} "
-            f"done ({percent:.0f}%); {states}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "status": self.status,
-            "array_size": self.array_size,
-            "counts": dict(self.counts),
-            "status_reason": self.status_reason,
-            "job_name": self.job_name,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BatchJobState:
-        return cls(
-            job_id=data["job_id"],
-            status=data["status"],
-            array_size=data.get("array_size"),
-            counts=dict(data.get("counts") or {}),
-            status_reason=data.get("status_reason", ""),
-            job_name=data.get("job_name", ""),
-        )
-
-
-@dataclass(frozen=True)
-class FailedChild:
-    """One failed child of an array job (or a failed plain job, with ``array_index`` ``None``).
-
-    :param job_id: the child's id (``<parent>:<index>``).
-    :param array_index: its index in the array it belongs to.
-    :param status_reason: why it failed, as Batch says.
-    :param exit_code: the container's exit code of the last attempt, if it ran.
-    :param log_group: the CloudWatch log group of its last attempt.
-    :param log_stream: the CloudWatch log stream of its last attempt, if it ran.
-    """
-
-    job_id: str
-    array_index: int | None
-    status_reason: str
-    exit_code: int | None
-    log_group: str = "/aws/batch/job"
-    log_stream: str | None = None
-
-    @classmethod
-    def from_description(cls, description: dict[str, Any]) -> FailedChild:
-        container = description.get("container") or {}
-        attempts = description.get("attempts") or []
-        exit_code = container.get("exitCode")
-        log_stream = container.get("logStreamName")
-        if attempts:
-            last = attempts[-1].get("container") or {}
-            exit_code = last.get("exitCode", exit_code)
-            log_stream = last.get("logStreamName", log_stream)
-        options = (container.get("logConfiguration") or {}).get("options") or {}
-        index = (description.get("arrayProperties") or {}).get("index")
-        return cls(
-            job_id=description["jobId"],
-            array_index=int(index) if index is not None else None,
-            status_reason=description.get("statusReason", "") or "",
-            exit_code=int(exit_code) if exit_code is not None else None,
-            log_group=options.get("awslogs-group", "/aws/batch/job"),
-            log_stream=log_stream,
-        )
 
 
 class BatchFanoutClientHook(BatchClientHook):
@@ -242,7 +112,6 @@ class BatchFanoutClientHook(BatchClientHook):
         self.backoff_cap = backoff_cap
         # Replaceable so that tests and benchmarks can record the pauses instead of sleeping.
         self.sleep: Callable[[float], None] = time.sleep
-        self.async_sleep: Callable[[float], Any] = asyncio.sleep
 
     @property
     def batch(self) -> Any:
@@ -276,26 +145,6 @@ class BatchFanoutClientHook(BatchClientHook):
                     pause,
                 )
                 self.sleep(pause)
-
-    async def a_call_with_backoff(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Async twin of :meth:`call_with_backoff`: each try runs in a worker thread."""
-        retry = 0
-        while True:
-            try:
-                return await asyncio.to_thread(call, *args, **kwargs)
-            except botocore.exceptions.ClientError as error:
-                if not is_throttling_error(error) or retry >= self.throttle_retries:
-                    raise
-                retry += 1
-                pause = self.backoff_delay(retry)
-                self.log.warning(
-                    "AWS throttled %s; retry %d of %d in %.2f s",
-                    getattr(call, "__name__", "call"),
-                    retry,
-                    self.throttle_retries,
-                    pause,
-                )
-                await self.async_sleep(pause)
 
     # -- jobs ----------------------------------------------------------------------------------------
 
@@ -351,7 +200,7 @@ class BatchFanoutClientHook(BatchClientHook):
                 return summaries
 
     def failed_children(
-        self, job_id: str, limit: int | None = None, description: dict[str, Any] | None = None
+        self, job_id: str, limit: int | None = None, description: JobDescription | None = None
     ) -> list[FailedChild]:
         """The failed children of an array job (or the job itself if it is a failed plain job).
 
@@ -395,6 +244,25 @@ class BatchFanoutClientHook(BatchClientHook):
         matches.sort(key=lambda description: description.get("createdAt", 0), reverse=True)
         return matches
 
+    def job_definition_tags(self, job_definition: str) -> dict[str, str]:
+        """The tags of a job definition (an ARN, ``name:revision``, or a name for its newest active
+        revision): one DescribeJobDefinitions call.
+
+        :raises AirflowException: if Batch does not know the job definition.
+        """
+        if job_definition.startswith("arn:") or ":" in job_definition:
+            response = self.call_with_backoff(
+                self.batch.describe_job_definitions, jobDefinitions=[job_definition]
+            )
+        else:
+            response = self.call_with_backoff(
+                self.batch.describe_job_definitions, jobDefinitionName=job_definition, status="ACTIVE"
+            )
+        definitions = sorted(response.get("jobDefinitions", []), key=lambda d: int(d.get("revision", 0)))
+        if not definitions:
+            raise AirflowException(f"AWS Batch job definition {job_definition!r} not found")
+        return {str(key): str(value) for key, value in (definitions[-1].get("tags") or {}).items()}
+
     def log_tail(self, log_group: str, log_stream: str, lines: int) -> list[str]:
         """The last ``lines`` messages of a CloudWatch Logs stream, oldest first."""
         logs: Any = AwsLogsHook(
@@ -410,27 +278,20 @@ class BatchFanoutClientHook(BatchClientHook):
         return [event.get("message", "") for event in response.get("events", [])][-lines:]
 
     # -- async twins for triggers --------------------------------------------------------------------
+    # Each runs its synchronous twin, backoff included, in a worker thread: one code path for both,
+    # and the triggerer's event loop never blocks on a call or a pause.
 
     async def a_describe_jobs(self, job_ids: Sequence[str]) -> list[dict[str, Any]]:
-        unique = list(dict.fromkeys(job_ids))
-        descriptions: list[dict[str, Any]] = []
-        client = await asyncio.to_thread(lambda: self.batch)
-        for start in range(0, len(unique), DESCRIBE_JOBS_MAX_IDS):
-            chunk = unique[start : start + DESCRIBE_JOBS_MAX_IDS]
-            response = await self.a_call_with_backoff(client.describe_jobs, jobs=chunk)
-            descriptions.extend(response.get("jobs", []))
-        return descriptions
+        """Async twin of :meth:`describe_jobs`."""
+        return await asyncio.to_thread(self.describe_jobs, job_ids)
 
     async def a_job_state(self, job_id: str) -> BatchJobState:
-        for description in await self.a_describe_jobs([job_id]):
-            if description.get("jobId") == job_id:
-                return BatchJobState.from_description(description)
-        raise AirflowException(f"AWS Batch job ({job_id}) not found")
+        """Async twin of :meth:`job_state`."""
+        return await asyncio.to_thread(self.job_state, job_id)
 
     async def a_terminate(self, job_id: str, reason: str) -> None:
-        client = await asyncio.to_thread(lambda: self.batch)
-        await self.a_call_with_backoff(client.terminate_job, jobId=job_id, reason=reason)
-        self.log.info("AWS Batch job %s terminated: %s", job_id, reason)
+        """Async twin of :meth:`terminate`."""
+        await asyncio.to_thread(self.terminate, job_id, reason)
 
 
 def _index_of_child_id(child_id: str) -> int:

@@ -3,54 +3,31 @@
 Shared by :class:`~batch_fanout.operators.batch.BatchFanoutOperator` and
 :class:`~batch_fanout.sensors.batch.BatchFanoutSensor` so that both report failures the same way:
 the failed children's logical indices, each one's ``statusReason`` and exit code, and the last lines
-of their CloudWatch logs copied into the task log (bounded in count and length).
+of their CloudWatch logs copied into the task log (bounded in count and length). When every failure
+is an input error (exit code :data:`~batch_fanout.job_contract.EXIT_BAD_INPUT`), the outcome says so,
+with the job's own last log line, and the task fails without Airflow retries.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from batch_fanout.hooks.batch_client import BatchFanoutClientHook, BatchJobState, FailedChild
-from batch_fanout_job.index import INDEX_MAP_VARIABLE, parse_index_map
+from batch_fanout.job_contract import EXIT_BAD_INPUT
+from batch_fanout.submission import JobDescription, index_map_of
+
+
+class TaskLog(Protocol):
+    """The part of a task's logger used here (Airflow's and the standard library's both fit)."""
+
+    def info(self, event: str, *args: object) -> object: ...
+
+    def warning(self, event: str, *args: object) -> object: ...
+
 
 #: Failed children named one by one in the error message; the rest are counted.
 MAX_FAILURES_LISTED = 50
-
-
-def parse_tolerated_failures(value: Any) -> int:
-    """``tolerated_failures`` as an int, from an int or a rendered string.
-
-    :raises ValueError: naming the value when it is not a whole number of 0 or more.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(f"tolerated_failures must be a whole number, got {type(value).__name__} {value!r}")
-    text = str(value).strip()
-    if not text.lstrip("-").isdigit():
-        raise ValueError(f"tolerated_failures must be a whole number, got {value!r}")
-    count = int(text)
-    if count < 0:
-        raise ValueError(f"tolerated_failures must be 0 or more, got {count}")
-    return count
-
-
-def index_map_of(description: dict[str, Any]) -> list[int] | None:
-    """The logical indices a job works on, from its ``BATCH_FANOUT_INDEX_MAP`` (``None`` if unset)."""
-    environment = (description.get("container") or {}).get("environment") or []
-    for variable in environment:
-        if variable.get("name") == INDEX_MAP_VARIABLE and variable.get("value"):
-            return parse_index_map(variable["value"])
-    return None
-
-
-def logical_indices_of(description: dict[str, Any]) -> list[int] | None:
-    """The logical indices a job covers: its index map, else ``0..size-1`` for an array, else ``None``."""
-    mapped = index_map_of(description)
-    if mapped is not None:
-        return mapped
-    size = (description.get("arrayProperties") or {}).get("size")
-    return list(range(int(size))) if size else None
 
 
 @dataclass
@@ -63,6 +40,7 @@ class JobOutcome:
     :param message: the summary (the error message when ``succeeded`` is false).
     :param failed_logical_indices: logical indices of the failed children (all of them).
     :param failed_children: the failed children described (at most ``MAX_FAILURES_LISTED``).
+    :param input_error: every failure exited with the "bad input" code: retrying cannot help.
     """
 
     job_id: str
@@ -71,6 +49,7 @@ class JobOutcome:
     message: str
     failed_logical_indices: list[int] = field(default_factory=list)
     failed_children: list[FailedChild] = field(default_factory=list)
+    input_error: bool = False
 
 
 def _logical(index_map: list[int] | None, array_index: int | None) -> int:
@@ -95,10 +74,10 @@ def _describe_failure(child: FailedChild, index_map: list[int] | None) -> str:
 
 def assess_finished_job(
     hook: BatchFanoutClientHook,
-    description: dict[str, Any],
+    description: JobDescription,
     *,
     tolerated_failures: int,
-    log: logging.Logger | Any,
+    log: TaskLog,
     failed_log_children: int = 5,
     failed_log_lines: int = 20,
     failed_log_line_length: int = 1000,
@@ -130,7 +109,7 @@ def assess_finished_job(
     else:
         failed_logical = []
 
-    _copy_failed_logs(
+    tails = _copy_failed_logs(
         hook,
         children[:failed_log_children],
         index_map,
@@ -142,18 +121,30 @@ def assess_finished_job(
     described = [_describe_failure(child, index_map) for child in children]
     more = len(failed_indices) - len(described) if state.is_array else 0
     listing = "; ".join(described) + (f"; and {more} more" if more > 0 else "")
+    input_error = _all_input_errors(hook, job_id, children, more)
+    if input_error:
+        first = children[0]
+        tail = tails.get(first.job_id)
+        if tail is None and first.log_stream:
+            tail = _read_tail(hook, first, 1)
+        last_line = tail[-1] if tail else "no log line"
+        label = _describe_failure(first, index_map).split(":", 1)[0]
+        listing = (
+            f"input error (exit code {EXIT_BAD_INPUT}, not retried) in {label}: {last_line.strip()}. "
+            f"Failed: {listing}"
+        )
 
     if fail_fast_reason is not None:
         message = (
             f"AWS Batch job {job_id} was terminated ({fail_fast_reason}). Failed so far: "
             f"{listing or 'none described yet'}"
         )
-        return JobOutcome(job_id, state, False, message, failed_logical, children)
+        return JobOutcome(job_id, state, False, message, failed_logical, children, input_error)
 
     if not state.is_array:
         reason = state.status_reason or "no statusReason"
         message = f"AWS Batch job {job_id} ended {state.status}: {listing or reason}"
-        return JobOutcome(job_id, state, False, message, failed_logical, children)
+        return JobOutcome(job_id, state, False, message, failed_logical, children, input_error)
 
     failed_count = len(failed_indices)
     if failed_count == 0:
@@ -166,32 +157,56 @@ def assess_finished_job(
         f"AWS Batch array job {job_id}: {failed_count} of {state.total} children failed "
         f"(tolerated: {tolerated_failures}): {listing}"
     )
-    return JobOutcome(job_id, state, failed_count <= tolerated_failures, summary, failed_logical, children)
+    succeeded = failed_count <= tolerated_failures
+    return JobOutcome(
+        job_id, state, succeeded, summary, failed_logical, children, input_error and not succeeded
+    )
+
+
+def _all_input_errors(
+    hook: BatchFanoutClientHook, job_id: str, children: list[FailedChild], more: int
+) -> bool:
+    """Whether every failure exited with the "bad input" code (all of them, not only those listed)."""
+    if not children or any(child.exit_code != EXIT_BAD_INPUT for child in children):
+        return False
+    if more <= 0:
+        return True
+    return all(child.exit_code == EXIT_BAD_INPUT for child in hook.failed_children(job_id))
+
+
+def _read_tail(hook: BatchFanoutClientHook, child: FailedChild, lines: int) -> list[str] | None:
+    try:
+        return hook.log_tail(child.log_group, child.log_stream or "", lines)
+    except Exception:
+        # Logs are a convenience: their absence must not hide the real failure.
+        return None
 
 
 def _copy_failed_logs(
     hook: BatchFanoutClientHook,
     children: list[FailedChild],
     index_map: list[int] | None,
-    log: Any,
+    log: TaskLog,
     *,
     lines: int,
     line_length: int,
-) -> None:
+) -> dict[str, list[str]]:
+    """Copy the failed children's log tails into ``log``; return the tails read, by child job id."""
+    tails: dict[str, list[str]] = {}
     for child in children:
         label = _describe_failure(child, index_map).split(":", 1)[0]
         if not child.log_stream:
             log.info("No CloudWatch log stream for failed %s (it never ran)", label)
             continue
-        try:
-            tail = hook.log_tail(child.log_group, child.log_stream, lines)
-        except Exception as error:
-            # Logs are a convenience: their absence must not hide the real failure.
-            log.warning("Could not read the log of failed %s (%s): %s", label, child.log_stream, error)
+        tail = _read_tail(hook, child, lines)
+        if tail is None:
+            log.warning("Could not read the log of failed %s (%s)", label, child.log_stream)
             continue
+        tails[child.job_id] = tail
         log.info(
             "Last %d log lines of failed %s (%s/%s):", len(tail), label, child.log_group, child.log_stream
         )
         for line in tail:
             text = line if len(line) <= line_length else line[:line_length] + " [...]"
             log.info("  | %s", text)
+    return tails

@@ -67,7 +67,7 @@ class RegisterJobDefinitionsOperator(AwsBaseOperator[BatchClientHook]):
         job_role_arn: str | None = None,
         execution_role_arn: str | None = None,
         platform: str | None = None,
-        aws_conn_id: str | None = "batch_fanout_aws",
+        aws_conn_id: str | None = "aws_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(aws_conn_id=aws_conn_id, **kwargs)

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, conf
+from airflow.providers.common.compat.sdk import AirflowException, conf
 from airflow.sdk.bases.sensor import PokeReturnValue
 
-from batch_fanout.hooks.batch_client import BatchFanoutClientHook, BatchJobState
-from batch_fanout.hooks.batch_outcome import assess_finished_job, parse_tolerated_failures
+from batch_fanout.hooks.batch_client import BatchFanoutClientHook, BatchJobState, fail_fast_reason
 from batch_fanout.links.batch import SENSOR_LINKS, persist_job_links
-from batch_fanout.triggers.batch import BatchFanoutTrigger
+from batch_fanout.operators._watch import finish_job, trigger_for
+from batch_fanout.submission import JobDescription, is_unrendered, parse_tolerated_failures
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -49,7 +49,7 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
     :param failed_log_line_length: cut copied lines to this many characters.
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
     :param poke_interval: seconds between polls, also when deferred.
-    :param aws_conn_id: the Airflow AWS connection, ``batch_fanout_aws`` by default.
+    :param aws_conn_id: the Airflow AWS connection, ``aws_default`` by default (as the Amazon provider).
     """
 
     aws_hook_class = BatchFanoutClientHook
@@ -60,22 +60,23 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
     def __init__(
         self,
         *,
-        job_id: Any,
-        tolerated_failures: Any = 0,
+        job_id: object,
+        tolerated_failures: object = 0,
         fail_fast: bool = False,
         failed_log_children: int = 5,
         failed_log_lines: int = 20,
         failed_log_line_length: int = 1000,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 30,
-        aws_conn_id: str | None = "batch_fanout_aws",
+        aws_conn_id: str | None = "aws_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(aws_conn_id=aws_conn_id, poke_interval=poke_interval, **kwargs)
-        if not (isinstance(tolerated_failures, str) and "{" in tolerated_failures):
+        if not is_unrendered(tolerated_failures):
             parse_tolerated_failures(tolerated_failures)
         self.job_id = job_id
-        self.tolerated_failures = tolerated_failures
+        # An int once rendered (_check_job_id); a template string before.
+        self.tolerated_failures = cast("int", tolerated_failures)
         self.fail_fast = fail_fast
         self.failed_log_children = failed_log_children
         self.failed_log_lines = failed_log_lines
@@ -91,7 +92,7 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
             )
         return self.job_id.strip()
 
-    def execute(self, context: Context) -> Any:
+    def execute(self, context: Context) -> object:
         job_id = self._check_job_id()
         if not self.deferrable:
             return super().execute(context)
@@ -103,9 +104,7 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
             return self._finish(context, description)
         self.defer(
             # A sensor only watches: killing it leaves the job it watches running.
-            trigger=BatchFanoutTrigger.for_task(
-                self, job_id, poll_interval=self.poke_interval, terminate_on_kill=False
-            ),
+            trigger=trigger_for(self, job_id, poll_interval=self.poke_interval, terminate_on_kill=False),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,
         )
@@ -119,10 +118,10 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
         self._link(context, description)
         if state.is_terminal:
             return PokeReturnValue(is_done=True, xcom_value=self._finish(context, description))
-        if self.fail_fast and state.failed > self.tolerated_failures:
-            reason = f"fail-fast: {state.failed} children failed, more than the {self.tolerated_failures} tolerated"
+        reason = fail_fast_reason(state, fail_fast=self.fail_fast, tolerated_failures=self.tolerated_failures)
+        if reason is not None:
             self.hook.terminate(job_id, reason)
-            self._finish(context, description, fail_fast_reason=reason)
+            self._finish(context, description, fail_fast=reason)
         return PokeReturnValue(is_done=False)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
@@ -132,12 +131,12 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
             raise AirflowException(f"Watching AWS Batch job {event['job_id']} failed: {event.get('message')}")
         description = self.hook.get_job_description(event["job_id"])
         reason = event.get("message") if event.get("status") == "fail_fast" else None
-        return self._finish(context, description, fail_fast_reason=reason)
+        return self._finish(context, description, fail_fast=reason)
 
     def on_kill(self) -> None:
         """The sensor only watches: killing it leaves the job to the task that submitted it."""
 
-    def _link(self, context: Context, description: dict[str, Any]) -> None:
+    def _link(self, context: Context, description: JobDescription) -> None:
         if self._linked:
             return
         self._linked = True
@@ -146,46 +145,11 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
             self,
             region_name=self.hook.conn_region_name,
             aws_partition=self.hook.conn_partition,
-            job_id=description["jobId"],
-            description=description,
+            job_id=str(description["jobId"]),
+            description=dict(description),
         )
 
-    def _finish(
-        self, context: Context, description: dict[str, Any], fail_fast_reason: str | None = None
-    ) -> str:
-        outcome = assess_finished_job(
-            self.hook,
-            description,
-            tolerated_failures=self.tolerated_failures,
-            log=self.log,
-            failed_log_children=self.failed_log_children,
-            failed_log_lines=self.failed_log_lines,
-            failed_log_line_length=self.failed_log_line_length,
-            fail_fast_reason=fail_fast_reason,
-        )
-        if outcome.failed_children:
-            first = outcome.failed_children[0]
-            persist_job_links(
-                context,
-                self,
-                region_name=self.hook.conn_region_name,
-                aws_partition=self.hook.conn_partition,
-                job_id=outcome.job_id,
-                description=description,
-                first_failed_child={
-                    "job_id": first.job_id,
-                    "log_group": first.log_group,
-                    "log_stream": first.log_stream,
-                },
-            )
-        if self.do_xcom_push:
-            context["ti"].xcom_push(key="failed_indices", value=outcome.failed_logical_indices)
-        if not outcome.succeeded:
-            # The job is terminal: retrying the sensor would watch the same failed job again. To run
-            # the failed children again, clear the submitting task (it resubmits only those).
-            raise AirflowFailException(outcome.message)
-        if outcome.failed_logical_indices:
-            self.log.warning("%s; succeeding as tolerated", outcome.message)
-        else:
-            self.log.info("%s", outcome.message)
-        return outcome.job_id
+    def _finish(self, context: Context, description: JobDescription, fail_fast: str | None = None) -> str:
+        # The job is terminal: retrying the sensor would watch the same failed job again. To run
+        # the failed children again, clear the submitting task (it resubmits only those).
+        return finish_job(self, context, self.hook, description, fail_fast=fail_fast, retry_on_failure=False)

@@ -5,7 +5,7 @@ Typical use::
     from batch_fanout.specs import SpecSettings, pinned_map, register_job_definitions
 
     outcomes = register_job_definitions(boto3.client("batch"), SpecSettings.from_environment())
-    pinned = pinned_map(outcomes)  # {"batch-fanout-leader": "batch-fanout-leader:3", ...}
+    pinned = pinned_map(outcomes)  # {"my-leader": "my-leader:3", ...}
 """
 
 from __future__ import annotations
@@ -25,17 +25,8 @@ from batch_fanout.specs.render import (
     spec_sha256,
 )
 
-JOB_DEFINITION_NAMES = (
-    "batch-fanout-leader",
-    "batch-fanout-stress-ng",
-    "batch-fanout-shortest-path",
-    "batch-fanout-aggregator",
-    "batch-fanout-step",
-)
-
 __all__ = [
     "HASH_TAG",
-    "JOB_DEFINITION_NAMES",
     "RegistrationOutcome",
     "RenderedJobDefinition",
     "SpecError",

@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from batch_fanout.hooks.batch_client import BatchFanoutClientHook, BatchJobState
+from batch_fanout.hooks.batch_client import BatchFanoutClientHook, BatchJobState, fail_fast_reason
 
 
 class BatchFanoutTrigger(BaseTrigger):
@@ -39,16 +39,16 @@ class BatchFanoutTrigger(BaseTrigger):
         self,
         *,
         job_id: str,
-        aws_conn_id: str | None = "batch_fanout_aws",
+        aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
         verify: bool | str | None = None,
-        botocore_config: dict | None = None,
+        botocore_config: dict[str, Any] | None = None,
         poll_interval: float = 30,
         tolerated_failures: int = 0,
         fail_fast: bool = False,
         terminate_on_kill: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow leaves it unannotated
         if not job_id:
             raise ValueError("job_id must be a non-empty Batch job id")
         if poll_interval <= 0:
@@ -64,24 +64,6 @@ class BatchFanoutTrigger(BaseTrigger):
         self.tolerated_failures = tolerated_failures
         self.fail_fast = fail_fast
         self.terminate_on_kill = terminate_on_kill
-
-    @classmethod
-    def for_task(
-        cls, task: Any, job_id: str, *, poll_interval: float, terminate_on_kill: bool = True
-    ) -> BatchFanoutTrigger:
-        """The trigger that watches ``job_id`` for an operator or sensor of the project, with its
-        connection and failure settings."""
-        return cls(
-            job_id=job_id,
-            aws_conn_id=task.aws_conn_id,
-            region_name=task.region_name,
-            verify=task.verify,
-            botocore_config=task.botocore_config,
-            poll_interval=poll_interval,
-            tolerated_failures=task.tolerated_failures,
-            fail_fast=task.fail_fast,
-            terminate_on_kill=terminate_on_kill,
-        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -112,6 +94,16 @@ class BatchFanoutTrigger(BaseTrigger):
             config=self.botocore_config,
         )
 
+    def _event(self, status: str, state: BatchJobState | None, message: str) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "status": status,
+                "job_id": self.job_id,
+                "state": state.to_dict() if state else None,
+                "message": message,
+            }
+        )
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self.hook()
         try:
@@ -120,36 +112,19 @@ class BatchFanoutTrigger(BaseTrigger):
                 line = state.progress_line()
                 self.log.info("%s", line)
                 if state.is_terminal:
-                    yield TriggerEvent(
-                        {
-                            "status": "terminal",
-                            "job_id": self.job_id,
-                            "state": state.to_dict(),
-                            "message": line,
-                        }
-                    )
+                    yield self._event("terminal", state, line)
                     return
-                if self.fail_fast and state.failed > self.tolerated_failures:
-                    reason = (
-                        f"fail-fast: {state.failed} children failed, more than the {self.tolerated_failures} "
-                        "tolerated"
-                    )
+                reason = fail_fast_reason(
+                    state, fail_fast=self.fail_fast, tolerated_failures=self.tolerated_failures
+                )
+                if reason is not None:
                     await hook.a_terminate(self.job_id, reason)
-                    yield TriggerEvent(
-                        {
-                            "status": "fail_fast",
-                            "job_id": self.job_id,
-                            "state": state.to_dict(),
-                            "message": reason,
-                        }
-                    )
+                    yield self._event("fail_fast", state, reason)
                     return
                 await asyncio.sleep(self.poll_interval)
         except Exception as error:
             self.log.exception("Watching AWS Batch job %s failed", self.job_id)
-            yield TriggerEvent(
-                {"status": "error", "job_id": self.job_id, "state": None, "message": str(error)}
-            )
+            yield self._event("error", None, str(error))
 
     async def on_kill(self) -> None:
         """The user killed the deferred task: terminate the job, as the operator's ``on_kill`` does."""

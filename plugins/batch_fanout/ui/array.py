@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batch_fanout.hooks.batch_client import JOB_STATES, TERMINAL_STATES
-from batch_fanout.hooks.batch_outcome import logical_indices_of
+from batch_fanout.submission import logical_indices_of
 
 #: The tag the operator puts on a job that retries (some children of) an earlier job.
 RETRY_OF_TAG = "batch-fanout:retry-of"

@@ -96,6 +96,8 @@ def test_dockerfile_follows_the_rules(folder: str) -> None:
 
     copies = [arguments for kind, arguments in steps if kind == "COPY"]
     assert any(copy.startswith("shared/batch_fanout_job ") for copy in copies), "shared code copied in"
+    # The job contract comes from the provider package, given as the named build context batch_fanout.
+    assert "--from=batch_fanout __init__.py job_contract.py ./batch_fanout/" in copies
     assert f"{folder}/requirements.txt /tmp/requirements.txt" in copies
     assert any(f"{folder}/{module}.py" in copy for copy in copies)
     workdir = [arguments for kind, arguments in steps if kind == "WORKDIR"]

@@ -144,7 +144,24 @@ def test_retry_request_maps_failed_indices_and_realigns_n_to_n() -> None:
     )
     operator._validate_rendered()
     previous_env = [{"name": "BATCH_FANOUT_INDEX_MAP", "value": "0,2-5"}]
+    definition = "arn:aws:batch:us-east-1:123456789012:job-definition/d:3"
     with Stubber(operator.fanout_hook.batch) as stubber:
+        # The job definition declares the index-map contract.
+        stubber.add_response(
+            "describe_job_definitions",
+            {
+                "jobDefinitions": [
+                    {
+                        "jobDefinitionName": "d",
+                        "jobDefinitionArn": definition,
+                        "revision": 3,
+                        "type": "container",
+                        "tags": {"batch-fanout:index-map": "true"},
+                    }
+                ]
+            },
+            {"jobDefinitions": [definition]},
+        )
         # The earlier job covered logical 0,2,3,4,5; its children 1 and 4 (logical 2 and 5) failed.
         stubber.add_response(
             "list_jobs",
@@ -186,6 +203,7 @@ def test_retry_request_maps_failed_indices_and_realigns_n_to_n() -> None:
         previous = {
             "jobId": "prev",
             "status": "FAILED",
+            "jobDefinition": definition,
             "arrayProperties": {"size": 5},
             "container": {"environment": previous_env},
         }
@@ -199,10 +217,10 @@ def test_retry_request_maps_failed_indices_and_realigns_n_to_n() -> None:
 def test_tolerated_failures_is_templated_and_rendered_as_int() -> None:
     operator = BatchFanoutOperator(**BASE, tolerated_failures="{{ params.tolerated }}")
     assert "tolerated_failures" in BatchFanoutOperator.template_fields
-    operator.tolerated_failures = " 2 "  # as rendered from the template
+    operator.tolerated_failures = " 2 "  # type: ignore[assignment]  # as rendered from the template
     operator._validate_rendered()
     assert operator.tolerated_failures == 2
-    operator.tolerated_failures = "many"
+    operator.tolerated_failures = "many"  # type: ignore[assignment]
     with pytest.raises(ValueError, match="tolerated_failures must be a whole number, got 'many'"):
         operator._validate_rendered()
 

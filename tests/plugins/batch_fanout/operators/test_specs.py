@@ -55,7 +55,7 @@ def test_init_builds_no_hook_and_templates_the_settings() -> None:
     operator = RegisterJobDefinitionsOperator(task_id="register", aws_conn_id="no_such_connection")
     assert "hook" not in vars(operator)  # the hook is a cached property, built on first use only
     assert operator.aws_conn_id == "no_such_connection"
-    assert RegisterJobDefinitionsOperator(task_id="default").aws_conn_id == "batch_fanout_aws"
+    assert RegisterJobDefinitionsOperator(task_id="default").aws_conn_id == "aws_default"
     assert {"specs_dir", "image_registry", "image_tag", "job_role_arn"} <= set(operator.template_fields)
 
 
@@ -64,9 +64,13 @@ def test_execute_registers_once_and_returns_the_pinned_map(
 ) -> None:
     from batch_fanout.operators.specs import RegisterJobDefinitionsOperator
 
-    operator = RegisterJobDefinitionsOperator(task_id="register", specs_dir=str(own_specs))
+    operator = RegisterJobDefinitionsOperator(
+        task_id="register", specs_dir=str(own_specs), aws_conn_id=aws_connection
+    )
     first = operator.execute({})
-    second = RegisterJobDefinitionsOperator(task_id="register", specs_dir=str(own_specs)).execute({})
+    second = RegisterJobDefinitionsOperator(
+        task_id="register", specs_dir=str(own_specs), aws_conn_id=aws_connection
+    ).execute({})
 
     names = names_in(own_specs)
     assert first == second == {name: f"{name}:1" for name in names}
@@ -82,7 +86,7 @@ def test_arguments_override_the_variables(
     from batch_fanout.operators.specs import RegisterJobDefinitionsOperator
 
     pinned = RegisterJobDefinitionsOperator(
-        task_id="register", specs_dir=str(own_specs), image_tag="v7"
+        aws_conn_id=aws_connection, task_id="register", specs_dir=str(own_specs), image_tag="v7"
     ).execute({})
     stress = next(value for name, value in pinned.items() if name.startswith("batch-fanout-stress-ng"))
     (described,) = batch_client.describe_job_definitions(jobDefinitions=[stress])["jobDefinitions"]
@@ -101,7 +105,9 @@ def test_a_bad_spec_fails_the_task_and_registers_nothing(
     from batch_fanout.operators.specs import RegisterJobDefinitionsOperator
 
     monkeypatch.delenv("AIRFLOW_VAR_BATCH_FANOUT_IMAGE_TAG")
-    operator = RegisterJobDefinitionsOperator(task_id="register", specs_dir=str(own_specs))
+    operator = RegisterJobDefinitionsOperator(
+        task_id="register", specs_dir=str(own_specs), aws_conn_id=aws_connection
+    )
     with pytest.raises(AirflowFailException) as caught:
         operator.execute({})
     assert (
@@ -122,7 +128,7 @@ def test_a_dag_pins_what_the_task_registered(
     received = tmp_path / "pinned.json"
     with DAG(dag_id=f"register_specs_{uuid.uuid4().hex[:8]}", schedule=None) as dag:
         register = RegisterJobDefinitionsOperator(
-            task_id="register_job_definitions", specs_dir=str(own_specs)
+            aws_conn_id=aws_connection, task_id="register_job_definitions", specs_dir=str(own_specs)
         )
 
         @task

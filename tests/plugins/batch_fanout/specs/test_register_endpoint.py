@@ -15,13 +15,13 @@ import pytest
 import yaml
 
 from batch_fanout.specs import (
-    JOB_DEFINITION_NAMES,
     SpecError,
     SpecSettings,
     pinned_map,
     register_job_definitions,
 )
 from batch_fanout.specs.register import REGISTERED, UNCHANGED, WOULD_REGISTER
+from batch_fanout_project.pipeline import JOB_DEFINITIONS as JOB_DEFINITION_NAMES
 
 LOCAL = SpecSettings(image_registry="local", image_tag="latest")
 

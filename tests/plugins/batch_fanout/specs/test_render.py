@@ -10,7 +10,6 @@ import pytest
 
 from batch_fanout.specs import (
     HASH_TAG,
-    JOB_DEFINITION_NAMES,
     RenderedJobDefinition,
     SpecError,
     SpecSettings,
@@ -18,6 +17,7 @@ from batch_fanout.specs import (
     render_job_definitions,
     spec_sha256,
 )
+from batch_fanout_project.pipeline import JOB_DEFINITIONS as JOB_DEFINITION_NAMES
 
 LOCAL = SpecSettings(image_registry="local", image_tag="latest")
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from batch_fanout.specs import (
-    JOB_DEFINITION_NAMES,
     SpecError,
     SpecSettings,
     load_specs,
     render_job_definitions,
 )
+from batch_fanout_project.pipeline import JOB_DEFINITIONS as JOB_DEFINITION_NAMES
 
 LOCAL = SpecSettings(image_registry="local", image_tag="latest")
 

@@ -1,4 +1,5 @@
-"""What Airflow reads and writes in an ``s3://`` results store: the run's report and failure records."""
+"""What the project's Airflow tasks read and write in an ``s3://`` results store: the run's report and
+failure records."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import boto3
 import pytest
 
 from batch_fanout.notifications.failure import RunFailureNotifier
-from batch_fanout.pipeline import read_json, summarize_report
+from batch_fanout_project.pipeline import read_json
+from batch_fanout_project.report import summarize_report
 
 REPORT = {
     "summary": {
@@ -30,7 +32,7 @@ def test_the_report_task_reads_a_report_on_s3(s3_bucket: str) -> None:
     s3.put_object(
         Bucket="batch-fanout-results", Key="runs/dag_a/run_1/report/report.json", Body=json.dumps(REPORT)
     )
-    result = summarize_report(f"{s3_bucket}/runs", "dag_a", "run_1")
+    result = summarize_report(f"{s3_bucket}/runs/dag_a/run_1")
     assert result["report_html"] == f"{s3_bucket}/runs/dag_a/run_1/report/report.html"
     assert result["headlines"][:3] == [
         "complete: True",
@@ -41,7 +43,7 @@ def test_the_report_task_reads_a_report_on_s3(s3_bucket: str) -> None:
 
 def test_a_missing_report_on_s3_is_named(s3_bucket: str) -> None:
     with pytest.raises(FileNotFoundError, match=r"runs/dag_a/run_2/report/report\.json does not exist"):
-        summarize_report(f"{s3_bucket}/runs", "dag_a", "run_2")
+        summarize_report(f"{s3_bucket}/runs/dag_a/run_2")
 
 
 def test_the_failure_notifier_writes_its_record_to_s3(s3_bucket: str) -> None:

@@ -14,33 +14,41 @@ from typing import Any
 
 import pytest
 
-CONTAINERS_DIR = Path(__file__).resolve().parent.parent / "containers"
+CONTAINERS_DIR = Path(__file__).resolve().parent / "containers"
 PROBE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/batch-fanout-tests/fanout_probe:1"
 PROBE_DEFINITION = "fanout-probe"
+#: The same probe, declared as a container that does not know the index map: it reads
+#: AWS_BATCH_JOB_ARRAY_INDEX itself, as most containers written for AWS Batch do.
+NAIVE_PROBE_DEFINITION = "naive-probe"
 QUEUE = "batch-fanout-queue"
-CONN_ID = "batch_fanout_aws"
+# The provider's default connection, as the Amazon provider's.
+CONN_ID = "aws_default"
 
 
 @pytest.fixture(scope="session")
 def probe_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A local endpoint whose images resolve to the provider tests' own job folders."""
+    """A local endpoint whose images resolve to the provider tests' own job folders, with the probe
+    registered twice: declaring the index-map contract (``fanout-probe``) and not (``naive-probe``)."""
+    from batch_fanout.job_contract import INDEX_MAP_TAG
     from batch_fanout.local.testing import running_endpoint
 
     with running_endpoint(
         tmp_path_factory.mktemp("provider-batch"), containers_dir=CONTAINERS_DIR
     ) as endpoint:
-        endpoint.client("batch").register_job_definition(
-            jobDefinitionName=PROBE_DEFINITION,
-            type="container",
-            containerProperties={
-                "image": PROBE_IMAGE,
-                "command": ["python", "probe.py", "--record-dir", "none"],
-                "resourceRequirements": [
-                    {"type": "VCPU", "value": "0.25"},
-                    {"type": "MEMORY", "value": "64"},
-                ],
-            },
-        )
+        for name, tags in ((PROBE_DEFINITION, {INDEX_MAP_TAG: "true"}), (NAIVE_PROBE_DEFINITION, {})):
+            endpoint.client("batch").register_job_definition(
+                jobDefinitionName=name,
+                type="container",
+                containerProperties={
+                    "image": PROBE_IMAGE,
+                    "command": ["python", "probe.py", "--record-dir", "none"],
+                    "resourceRequirements": [
+                        {"type": "VCPU", "value": "0.25"},
+                        {"type": "MEMORY", "value": "64"},
+                    ],
+                },
+                tags=tags,
+            )
         yield endpoint
 
 
@@ -51,7 +59,7 @@ def probe_batch(probe_endpoint: Any) -> Any:
 
 @pytest.fixture
 def probe_connection(probe_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The Airflow connection ``batch_fanout_aws`` pointing at the provider tests' endpoint."""
+    """The Airflow connection ``aws_default`` pointing at the provider tests' endpoint."""
     value = json.dumps(probe_endpoint.connection())
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", value)
     return CONN_ID
@@ -70,10 +78,15 @@ class Probe:
             command += [f"--{name.replace('_', '-')}", str(value)]
         return {"command": command}
 
+    def outputs(self) -> dict[int, str]:
+        """The job id that wrote each logical index's output (written on success only)."""
+        folder = self.record_dir / "outputs"
+        return {int(path.stem): path.read_text() for path in sorted(folder.glob("*.out"))}
+
     def runs(self) -> dict[int, int]:
         """Runs per logical index, as the jobs recorded them."""
         counts: dict[int, int] = {}
-        for path in self.record_dir.glob("*.*"):
+        for path in self.record_dir.glob("*.[0-9]*"):
             index = int(path.name.split(".")[0])
             counts[index] = counts.get(index, 0) + 1
         return dict(sorted(counts.items()))

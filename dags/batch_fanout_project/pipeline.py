@@ -1,0 +1,182 @@
+"""What the project's DAGs share: names, default arguments, job environments, the fan-out of the
+project's jobs, and the task that reads a run's report.
+
+Every name the project's DAGs use for Airflow and AWS Batch objects is written here once. Everything
+here is cheap to import and makes no network call, so DAG files that use it parse fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from batch_fanout.fanout import Array, FanOut, Mode, Preflight, Stage, fan_out
+from batch_fanout.notifications.failure import RunFailureNotifier
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, Context
+
+#: The Airflow AWS connection of every project DAG (the local endpoint or AWS).
+AWS_CONN_ID = "batch_fanout_aws"
+JOB_QUEUE = "batch-fanout-queue"
+SUBMISSION_POOL = "batch_submissions"
+OWNER = "batch-fanout"
+
+#: The Airflow variable holding the results store's URI (``file://`` locally, ``s3://`` on AWS).
+RESULTS_VARIABLE = "batch_fanout_results_uri"
+#: The same, for templated fields: rendered by Airflow when the task runs.
+RESULTS_URI = "{{ var.value." + RESULTS_VARIABLE + " }}"
+# The Slack incoming-webhook connection failures are posted to; empty (the default) posts nothing.
+SLACK_CONN_ID = "{{ var.value.get('batch_fanout_slack_conn_id', '') }}"
+RUN_PREFIX = "{{ dag.dag_id }}/{{ run_id }}"
+REGISTER_TASK_ID = "register_job_definitions"
+
+LEADER = "batch-fanout-leader"
+STRESS_NG = "batch-fanout-stress-ng"
+SHORTEST_PATH = "batch-fanout-shortest-path"
+AGGREGATOR = "batch-fanout-aggregator"
+STEP = "batch-fanout-step"
+#: Every job definition of the project (include/specs/job-definitions/).
+JOB_DEFINITIONS = (LEADER, STRESS_NG, SHORTEST_PATH, AGGREGATOR, STEP)
+
+# Seconds between DescribeJobs polls. One call per poll whatever the array size, so a short interval
+# is cheap; it bounds how late Airflow notices that a job ended.
+POLL_SECONDS = 5
+
+
+def schedule(dag_id: str, default: str | None) -> str | None:
+    """The DAG's schedule: ``default``, unless the environment variable
+    ``BATCH_FANOUT_SCHEDULE_<DAG_ID>`` overrides it (a cron expression, a preset such as ``@hourly``,
+    or ``none`` for on demand only)."""
+    value = os.environ.get(f"BATCH_FANOUT_SCHEDULE_{dag_id.upper()}")
+    if value is None:
+        return default
+    return None if value.strip().lower() in ("", "none") else value.strip()
+
+
+def default_args(*, retries: int = 2) -> dict[str, Any]:
+    """Task defaults for every project DAG: an owner, retries with exponential backoff, a failure
+    notification in the run's results store."""
+    return {
+        "owner": OWNER,
+        "retries": retries,
+        "retry_delay": timedelta(seconds=20),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "on_failure_callback": [
+            RunFailureNotifier(results_uri=RESULTS_URI, slack_webhook_conn_id=SLACK_CONN_ID)
+        ],
+    }
+
+
+def pinned_job_definition(name: str) -> str:
+    """A template for the exact ``name:revision`` this run registered, so that a deploy in the middle
+    of a run never changes what the run executes."""
+    return "{{ ti.xcom_pull(task_ids='" + REGISTER_TASK_ID + "')['" + name + "'] }}"
+
+
+def job_overrides(*, fail_once: bool = False) -> dict[str, Any]:
+    """``containerOverrides`` giving a job the results store and the run's folder in it.
+
+    :param fail_once: also pass the run's ``fail_once_indices`` parameter (failure injection).
+    """
+    environment = [
+        {"name": "RESULTS_URI", "value": RESULTS_URI},
+        {"name": "RUN_PREFIX", "value": RUN_PREFIX},
+    ]
+    if fail_once:
+        environment.append({"name": "BATCH_FANOUT_FAIL_ONCE", "value": "{{ params.fail_once_indices }}"})
+    return {"environment": environment}
+
+
+def run_folder_uri(context: Context) -> str:
+    """The running DAG run's folder in the results store: the one way task code reads the results
+    URI (templated fields use :data:`RESULTS_URI`)."""
+    results_uri = str(context["var"]["value"].get(RESULTS_VARIABLE))
+    return f"{results_uri.rstrip('/')}/{context['dag'].dag_id}/{context['run_id']}"
+
+
+def read_json(uri: str) -> Any:
+    """Read one JSON document from the results store (``file://`` or ``s3://``)."""
+    import fsspec
+
+    with fsspec.open(uri, "r") as handle:
+        return json.load(handle)
+
+
+def job(name: str, definition: str, **operator_arguments: Any) -> Stage:
+    """A plain job of the project: the run's pinned revision of ``definition``, its results folder."""
+    operator_arguments.setdefault("container_overrides", job_overrides())
+    operator_arguments.setdefault("job_name", definition)
+    return Stage(name, pinned_job_definition(definition), **operator_arguments)
+
+
+def array(name: str, definition: str, **array_arguments: Any) -> Array:
+    """An array job of the project (see :func:`job`); ``size``, ``dependency``, ``after`` as
+    :class:`~batch_fanout.fanout.Array`."""
+    array_arguments.setdefault("container_overrides", job_overrides())
+    array_arguments.setdefault("job_name", definition)
+    return Array(name, pinned_job_definition(definition), **array_arguments)
+
+
+def fanout(
+    *,
+    leader: Stage,
+    arrays: Sequence[Stage],
+    aggregator: Stage,
+    mode: Mode = "all_at_once",
+    report: bool = True,
+    preflight: Preflight | None = None,
+) -> FanOut:
+    """The project's fan-out in the DAG being defined: register the job definitions, check the
+    run's params, run the stages (:func:`batch_fanout.fanout.fan_out`), then read the report.
+
+    :param leader: the leader job.
+    :param arrays: the stages between leader and aggregator.
+    :param aggregator: the aggregator job.
+    :param mode: ``all_at_once`` or ``stage_by_stage``.
+    :param report: end with the task that reads the run's report.
+    :param preflight: the check of the run's params before anything is submitted.
+    """
+    from batch_fanout.operators.specs import RegisterJobDefinitionsOperator
+
+    register = RegisterJobDefinitionsOperator(task_id=REGISTER_TASK_ID, aws_conn_id=AWS_CONN_ID)
+    built = fan_out(
+        leader=leader,
+        arrays=arrays,
+        aggregator=aggregator,
+        job_queue=JOB_QUEUE,
+        mode=mode,
+        array_sizes=read_array_sizes if mode == "stage_by_stage" else None,
+        preflight=preflight,
+        aws_conn_id=AWS_CONN_ID,
+        poll_interval=POLL_SECONDS,
+        pool=SUBMISSION_POOL,
+        results_uri=RESULTS_URI,
+    )
+    register >> built
+    if report:
+        built >> report_task()
+    return built
+
+
+def read_array_sizes(context: Context) -> Mapping[str, int]:
+    """The array sizes the leader planned, from its ``manifest.json`` (``stage_by_stage`` runs)."""
+    manifest = read_json(f"{run_folder_uri(context)}/manifest.json")
+    return {name: int(size) for name, size in manifest["array_sizes"].items()}
+
+
+def report_task(**task_kwargs: Any) -> BaseOperator:
+    """A task that reads the run's ``report.json``, logs its headlines and returns where it is."""
+    from airflow.sdk import get_current_context, task
+
+    @task(task_id="report", **task_kwargs)
+    def report() -> dict[str, Any]:
+        from batch_fanout_project.report import summarize_report
+
+        return summarize_report(run_folder_uri(get_current_context()))
+
+    return report().operator  # type: ignore[attr-defined]
