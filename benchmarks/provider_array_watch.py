@@ -106,7 +106,12 @@ def run(endpoint: Any, size: int, poll_interval: float, child_seconds: float) ->
     def project_operator() -> None:
         calls: Counter[str] = Counter()
         operator = BatchFanoutOperator(
-            task_id="watch", job_name="x", job_definition="noop", job_queue="q", poll_interval=poll_interval
+            task_id="watch",
+            job_name="x",
+            job_definition="noop",
+            job_queue="q",
+            poll_interval=poll_interval,
+            aws_conn_id=CONN_ID,
         )
         count_calls(operator.fanout_hook.batch, calls)
         operator.poll_until_complete(job_id, context)

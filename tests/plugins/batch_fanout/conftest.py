@@ -97,9 +97,11 @@ def probe(tmp_path: Path) -> Probe:
     return Probe(tmp_path / "records")
 
 
-def jobs_of_task(batch: Any, job_name: str, dag_id: str, task_id: str) -> list[dict[str, Any]]:
+def jobs_of_task(
+    batch: Any, job_name: str, dag_id: str, task_id: str, queue: str = QUEUE
+) -> list[dict[str, Any]]:
     """Every job a task submitted (found by the tags the operator puts on them), oldest first."""
-    summaries = batch.list_jobs(jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [job_name]}])
+    summaries = batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [job_name]}])
     ids = [s["jobId"] for s in summaries["jobSummaryList"]]
     if not ids:
         return []

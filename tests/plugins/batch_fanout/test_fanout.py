@@ -78,9 +78,11 @@ def test_the_docs_example_is_a_ten_line_pipeline_that_runs(
         "watch_work",
         "watch_aggregate",
     }
-    (leader,) = helpers.jobs_of_task(probe_batch, "submit_leader", dag.dag_id, "submit_leader")
-    (work,) = helpers.jobs_of_task(probe_batch, "submit_work", dag.dag_id, "submit_work")
-    (aggregate,) = helpers.jobs_of_task(probe_batch, "submit_aggregate", dag.dag_id, "submit_aggregate")
+    (leader,) = helpers.jobs_of_task(probe_batch, "submit_leader", dag.dag_id, "submit_leader", "my-queue")
+    (work,) = helpers.jobs_of_task(probe_batch, "submit_work", dag.dag_id, "submit_work", "my-queue")
+    (aggregate,) = helpers.jobs_of_task(
+        probe_batch, "submit_aggregate", dag.dag_id, "submit_aggregate", "my-queue"
+    )
     # job_name is the task id; the graph went to Batch at once, gated by dependsOn.
     assert work["arrayProperties"]["size"] == 8
     assert work["dependsOn"] == [{"jobId": leader["jobId"], "type": "N_TO_N"}]
