@@ -10,11 +10,11 @@ RUN ["pip", "install", "--no-cache-dir", "-r", "/opt/batch-fanout/requirements.t
 # they are current) comes with it.
 COPY --chown=airflow:root pyproject.toml README.md /opt/batch-fanout/
 COPY --chown=airflow:root plugins/batch_fanout /opt/batch-fanout/plugins/batch_fanout
-# The job definitions go into the package too (batch_fanout/_specs), where the registration task
-# finds them.
-COPY --chown=airflow:root include/specs /opt/batch-fanout/include/specs
 RUN ["pip", "install", "--no-cache-dir", "/opt/batch-fanout"]
 
+# The project: its DAGs (with their library, dags/batch_fanout_project) and, beside them as in the
+# checkout, the job definitions its registration task reads.
 COPY --chown=airflow:root dags /opt/airflow/dags
+COPY --chown=airflow:root include/specs /opt/airflow/include/specs
 
 USER airflow

@@ -96,11 +96,12 @@ def test_airflow_lists_the_provider(airflow_db: Path) -> None:
     assert "airflow-provider-batch-fanout" in packages
 
 
-def test_what_the_deployment_image_copies_builds_the_provider_with_its_job_definitions(
+def test_what_the_deployment_image_copies_builds_the_provider_and_places_the_project(
     tmp_path: Path,
 ) -> None:
     """No Docker engine here: replay the Dockerfile's COPYs into the provider's build folder, build the
-    wheel as its ``pip install`` does, and look inside."""
+    wheel as its ``pip install`` does, and look inside; the project (DAGs and job definitions) is
+    copied beside the DAG folder, where its DAG library reads the specs."""
     import shutil
     import zipfile
 
@@ -134,5 +135,19 @@ def test_what_the_deployment_image_copies_builds_the_provider_with_its_job_defin
     assert "batch_fanout/job_contract.py" in names
     # One package: the project's job helpers are not part of the provider's wheel.
     assert not any(name.startswith("batch_fanout_job/") for name in names)
-    for job_definition in (REPO_ROOT / "include" / "specs" / "job-definitions").glob("*.yaml"):
-        assert f"batch_fanout/_specs/job-definitions/{job_definition.name}" in names
+    # The provider ships no project job definitions; the image puts them where the project looks.
+    assert not any("_specs/" in name or name.endswith(".yaml") for name in names)
+    copies = {
+        parts[-1]: parts[-2]
+        for keyword, arguments in instructions
+        if keyword == "COPY"
+        for parts in [[part for part in arguments.split() if not part.startswith("--")]]
+    }
+    assert copies["/opt/airflow/dags"] == "dags"
+    assert copies["/opt/airflow/include/specs"] == "include/specs"
+    from batch_fanout_project import pipeline
+
+    relative = pipeline.SPECS_DIR.relative_to(Path(pipeline.__file__).resolve().parents[2])
+    assert Path("/opt/airflow/dags/batch_fanout_project").parent.parent / relative == Path(
+        "/opt/airflow/include/specs"
+    )

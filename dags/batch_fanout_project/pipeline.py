@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batch_fanout.fanout import Array, FanOut, Mode, Preflight, Stage, fan_out
@@ -41,6 +42,9 @@ AGGREGATOR = "batch-fanout-aggregator"
 STEP = "batch-fanout-step"
 #: Every job definition of the project (include/specs/job-definitions/).
 JOB_DEFINITIONS = (LEADER, STRESS_NG, SHORTEST_PATH, AGGREGATOR, STEP)
+#: The project's specs, beside its DAG folder (``include/`` of an Airflow or Astro project; the
+#: deployment image copies them there too).
+SPECS_DIR = Path(__file__).resolve().parents[2] / "include" / "specs"
 
 # Seconds between DescribeJobs polls. One call per poll whatever the array size, so a short interval
 # is cheap; it bounds how late Airflow notices that a job ended.
@@ -143,7 +147,9 @@ def fanout(
     """
     from batch_fanout.operators.specs import RegisterJobDefinitionsOperator
 
-    register = RegisterJobDefinitionsOperator(task_id=REGISTER_TASK_ID, aws_conn_id=AWS_CONN_ID)
+    register = RegisterJobDefinitionsOperator(
+        task_id=REGISTER_TASK_ID, specs_dir=str(SPECS_DIR), aws_conn_id=AWS_CONN_ID
+    )
     built = fan_out(
         leader=leader,
         arrays=arrays,
@@ -163,10 +169,15 @@ def fanout(
     return built
 
 
+#: The stage names of the project's arrays, by the workload names of the leader's manifest.
+ARRAY_STAGES = {"stress": "stress_ng", "shortest_path": "shortest_path"}
+
+
 def read_array_sizes(context: Context) -> Mapping[str, int]:
-    """The array sizes the leader planned, from its ``manifest.json`` (``stage_by_stage`` runs)."""
+    """The array sizes the leader planned, from its ``manifest.json`` (``stage_by_stage`` runs), by
+    stage name."""
     manifest = read_json(f"{run_folder_uri(context)}/manifest.json")
-    return {name: int(size) for name, size in manifest["array_sizes"].items()}
+    return {ARRAY_STAGES.get(name, name): int(size) for name, size in manifest["array_sizes"].items()}
 
 
 def report_task(**task_kwargs: Any) -> BaseOperator:

@@ -230,7 +230,8 @@ def fan_out(
         result.submits[stage.name] = submit
         if stage is leader and any(s.size is None for s in arrays if isinstance(s, Array)):
             # Sizes from the leader's output (stage_by_stage only, checked above).
-            sizes = _sizes_task(array_sizes, result)
+            unsized = [s.name for s in arrays if isinstance(s, Array) and s.size is None]
+            sizes = _sizes_task(array_sizes, result, unsized)
             submit >> sizes
     if mode == ALL_AT_ONCE:
         _add_watchers(result, stages, shared)
@@ -331,7 +332,9 @@ def _preflight_task(preflight: Preflight, aws_conn_id: str) -> BaseOperator | Ma
     return called.operator
 
 
-def _sizes_task(array_sizes: Callable[[Context], Mapping[str, int]] | None, result: FanOut) -> Any:
+def _sizes_task(
+    array_sizes: Callable[[Context], Mapping[str, int]] | None, result: FanOut, names: Sequence[str]
+) -> Any:
     from airflow.sdk import get_current_context, task
 
     assert array_sizes is not None  # checked by _check
@@ -339,7 +342,12 @@ def _sizes_task(array_sizes: Callable[[Context], Mapping[str, int]] | None, resu
     @task(task_id="read_array_sizes")
     def read_array_sizes() -> dict[str, int]:
         """The array sizes the leader planned: the upstream output that sizes the next stages."""
-        return {str(name): int(size) for name, size in array_sizes(get_current_context()).items()}
+        sizes = {str(name): int(size) for name, size in array_sizes(get_current_context()).items()}
+        missing = [name for name in names if name not in sizes]
+        if missing:
+            # A missing size would leave the array unsized, and it would run as one plain job.
+            raise ValueError(f"array_sizes gave no size for array {missing[0]!r} (it gave {sorted(sizes)})")
+        return sizes
 
     sizes: PlainXComArg = read_array_sizes()  # type: ignore[assignment]  # @task's call is typed loosely
     result.sizes = sizes.operator

@@ -71,21 +71,12 @@ class SpecFile:
 
 def default_specs_dir() -> Path:
     """Where the specs are: ``$BATCH_FANOUT_SPECS_DIR``, else ``include/specs`` under the current
-    directory (an Airflow or Astro project root), else the one of this source checkout, else the copy
-    installed with the provider package."""
+    directory (an Airflow or Astro project root). A project's DAGs name their own folder instead
+    (``specs_dir``); the provider ships no job definitions of its own."""
     configured = os.environ.get("BATCH_FANOUT_SPECS_DIR")
     if configured:
         return Path(configured)
-    in_project = Path.cwd() / "include" / "specs"
-    if in_project.is_dir():
-        return in_project
-    source_checkout = Path(__file__).resolve().parents[3] / "include" / "specs"
-    if source_checkout.is_dir():
-        return source_checkout
-    packaged = Path(__file__).resolve().parents[1] / "_specs"
-    if packaged.is_dir():
-        return packaged
-    return in_project
+    return Path.cwd() / "include" / "specs"
 
 
 def display_path(path: Path) -> str:

@@ -156,6 +156,25 @@ def test_a_failing_preflight_stops_the_run_before_any_job_is_submitted(
     assert helpers.jobs_of_task(probe_batch, "submit_leader", "bf_preflight", "submit_leader") == []
 
 
+def test_sizes_that_miss_an_array_fail_naming_it(*, run_dag: Any, probe_connection: str, probe: Any) -> None:
+    with DAG("bf_sizes_missing", schedule=None, start_date=START) as dag:
+        fan_out(
+            job_queue="batch-fanout-queue",
+            leader=Stage("leader", "fanout-probe", container_overrides=probe.overrides()),
+            arrays=[Array("work", "fanout-probe", container_overrides=probe.overrides())],
+            mode="stage_by_stage",
+            array_sizes=lambda context: {"other": 3},
+            poll_interval=0.2,
+        )
+
+    dag_run = run_dag(dag)
+
+    assert dag_run.state == "failed"
+    assert dag_run.get_task_instance("read_array_sizes").state == "failed"
+    # The array never ran unsized (as one plain job).
+    assert dag_run.get_task_instance("run_work").state == "upstream_failed"
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
