@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from batch_fanout.demo import DemoError, run_on_local_endpoint
-from batch_fanout_project.pipeline import AWS_CONN_ID, RESULTS_VARIABLE
 
 DEMO_DAG_ID = "batch_fanout"
 
@@ -42,6 +41,9 @@ def _summary_lines(report_json: Path) -> list[str]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    # Imported here: the pipeline module imports Airflow, which every other command can do without.
+    from batch_fanout_project.pipeline import AWS_CONN_ID, RESULTS_VARIABLE
+
     try:
         run = run_on_local_endpoint(
             DEMO_DAG_ID, conn_id=AWS_CONN_ID, results_variable=RESULTS_VARIABLE, conf=args.conf

@@ -46,3 +46,23 @@ def test_this_projects_demo_command_comes_from_its_dag_library(monkeypatch: pyte
     assert "demo" in subcommands(cli.build_parser())
     provider_sources = (Path(cli.__file__).parent).rglob("*.py")
     assert not [path for path in provider_sources if "batch_fanout_project" in path.read_text()]
+
+
+def test_finding_the_projects_commands_imports_no_airflow(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from batch_fanout import cli; cli.build_parser(); "
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'airflow'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_DAGS), "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    # Airflow configures its logging on import: the commands' output would no longer be theirs.
+    assert result.stdout.strip() == "[]"
