@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -111,5 +112,7 @@ def test_more_shards_than_origins_is_refused() -> None:
 def test_a_store_that_cannot_be_opened_is_named(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # s3:// without s3fs (the images carry it; tests do not need it): a None entry makes imports fail.
     monkeypatch.setitem(sys.modules, "s3fs", None)
+    # ... and fsspec must not have the class already from a test that used s3fs before this one.
+    monkeypatch.delitem(importlib.import_module("fsspec.registry")._registry, "s3", raising=False)
     with pytest.raises(JobError, match=f"RESULTS_URI='{uri}': cannot open the store"):
         RunStore(uri, "run")
