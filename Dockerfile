@@ -16,5 +16,8 @@ RUN ["pip", "install", "--no-cache-dir", "/opt/batch-fanout"]
 # checkout, the job definitions its registration task reads.
 COPY --chown=airflow:root dags /opt/airflow/dags
 COPY --chown=airflow:root include/specs /opt/airflow/include/specs
+# The jobs' shared package, which the project's preflight checks use (limits, graph formats).
+COPY --chown=airflow:root include/containers/shared /opt/airflow/include/containers/shared
+ENV PYTHONPATH=/opt/airflow/include/containers/shared
 
 USER airflow

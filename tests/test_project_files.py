@@ -145,6 +145,9 @@ def test_what_the_deployment_image_copies_builds_the_provider_and_places_the_pro
     }
     assert copies["/opt/airflow/dags"] == "dags"
     assert copies["/opt/airflow/include/specs"] == "include/specs"
+    # The project's preflight imports the jobs' shared package: on the image's path too.
+    assert copies["/opt/airflow/include/containers/shared"] == "include/containers/shared"
+    assert ("ENV", "PYTHONPATH=/opt/airflow/include/containers/shared") in instructions
     from batch_fanout_project import pipeline
 
     relative = pipeline.SPECS_DIR.relative_to(Path(pipeline.__file__).resolve().parents[2])

@@ -126,6 +126,14 @@ def array(name: str, definition: str, **array_arguments: Any) -> Array:
     return Array(name, pinned_job_definition(definition), **array_arguments)
 
 
+def check_run_params(params: Mapping[str, Any], *, aws_conn_id: str) -> None:
+    """The project's preflight (:func:`batch_fanout_project.preflight.check_run_params`), imported
+    when the task runs so that parsing a DAG file stays light."""
+    from batch_fanout_project.preflight import check_run_params as check
+
+    check(params, aws_conn_id=aws_conn_id)
+
+
 def fanout(
     *,
     leader: Stage,
@@ -133,10 +141,11 @@ def fanout(
     aggregator: Stage,
     mode: Mode = "all_at_once",
     report: bool = True,
-    preflight: Preflight | None = None,
+    preflight: Preflight | None = check_run_params,
 ) -> FanOut:
     """The project's fan-out in the DAG being defined: register the job definitions, check the
-    run's params, run the stages (:func:`batch_fanout.fanout.fan_out`), then read the report.
+    run's params before anything is submitted (the ``preflight`` task), run the stages
+    (:func:`batch_fanout.fanout.fan_out`), then read the report.
 
     :param leader: the leader job.
     :param arrays: the stages between leader and aggregator.

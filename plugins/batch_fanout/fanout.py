@@ -316,7 +316,7 @@ def _add_watchers(result: FanOut, stages: Sequence[Stage], shared: Mapping[str, 
 def _preflight_task(preflight: Preflight, aws_conn_id: str) -> BaseOperator | MappedOperator:
     from airflow.sdk import get_current_context, task
 
-    @task(task_id="preflight", retries=0)
+    @task(task_id="preflight")
     def run_preflight() -> None:
         """Check the run's params before anything is submitted: an error names the parameter."""
         from airflow.providers.common.compat.sdk import AirflowFailException

@@ -15,7 +15,6 @@ from typing import Any
 
 import boto3
 import pytest
-from batch_fanout_project.preflight import PreflightError, check_run_params
 
 from batch_fanout_job.limits import (
     GRAPH_BYTES_PER_TEXT_BYTE,
@@ -24,6 +23,7 @@ from batch_fanout_job.limits import (
     grid_memory_mib,
     largest_graph_text_bytes,
 )
+from batch_fanout_project.preflight import PreflightError, check_run_params
 
 CONN = "preflight_aws"
 GRAPH = "c a small graph\np sp 5 6\na 1 2 4\na 1 2 2\na 2 3 1\na 3 4 7\na 4 5 1\na 5 1 3\n"

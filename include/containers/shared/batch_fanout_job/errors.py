@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The one bad-input code is the provider's job contract, shared by jobs and operators.
+from batch_fanout.job_contract import EXIT_BAD_INPUT
+
 EXIT_OK = 0
 #: A failed tool, an incomplete set of outputs, an unreadable store: the message says which. Such a
 #: failure may pass (a store that was briefly unreachable), so the job definitions let Batch decide.
@@ -10,10 +13,10 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 #: A failure injected on purpose by ``BATCH_FANOUT_FAIL_ONCE``; a retry succeeds.
 EXIT_INJECTED_FAILURE = 3
-#: Bad input (sysexits' ``EX_DATAERR``): a parameter or an input file that no retry can make right, such
-#: as a malformed graph, a cost that could overflow, a filter that selects nothing. Every job definition
-#: exits on it without a Batch retry, and the provider fails the Airflow task without its retries.
-EXIT_BAD_INPUT = 65
+#: EXIT_BAD_INPUT (65, sysexits' ``EX_DATAERR``, from :mod:`batch_fanout.job_contract`): a parameter or
+#: an input file that no retry can make right, such as a malformed graph, a cost that could overflow, a
+#: filter that selects nothing. Every job definition exits on it without a Batch retry, and the
+#: provider fails the Airflow task without its retries.
 
 
 class JobError(Exception):
