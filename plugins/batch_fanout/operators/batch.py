@@ -17,7 +17,9 @@ the job is submitted or re-attached), ``index_map`` (the logical indices the job
 
 The decisions (arguments, retries, dependency rewriting, the request) are the pure functions of
 :mod:`batch_fanout.submission`, and what a finished job means for the task is shared with the sensor
-(:mod:`batch_fanout.operators._watch`); this module is the Airflow glue around them.
+(:mod:`batch_fanout.operators._watch`); this module is the Airflow glue around them. It is a little over 400
+lines because it is the glue of three interfaces at once (``BatchOperator``'s execute and deferral,
+``ResumableJobMixin``'s submit / poll / result, the links); each method only calls the rules above.
 
 Example::
 
