@@ -63,7 +63,7 @@ class _ConsoleLink(BaseAwsLink):
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         if targets_endpoint(operator):
             return ""
-        return super().get_link(operator, ti_key=ti_key)
+        return str(super().get_link(operator, ti_key=ti_key))
 
 
 def _job_id(ti_key: TaskInstanceKey) -> str:
