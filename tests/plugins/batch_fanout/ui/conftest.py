@@ -36,6 +36,8 @@ def ui_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                     {"type": "MEMORY", "value": "64"},
                 ],
             },
+            # The probe resolves its index through the index map: retries may rerun chosen children.
+            tags={"batch-fanout:index-map": "true"},
         )
         yield endpoint
 

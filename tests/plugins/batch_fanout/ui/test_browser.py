@@ -1,9 +1,9 @@
 """The views in a real browser: Debian's Chromium (headless, through chromium-driver and selenium)
 against a real Airflow (``airflow api-server``, scheduler and DAG processor started here on
-127.0.0.1 and a free port, Simple auth manager), running ``batch_fanout`` on the local endpoint.
+127.0.0.1 and a free port, Simple auth manager), running ``batch_fanout_stage_by_stage`` on the local endpoint.
 
-The test logs in through Airflow's login form, triggers ``batch_fanout`` with a failure injected on
-stress-ng index 1 (``stage_by_stage``, so the task's retry reruns only that child and the run
+The test logs in through Airflow's login form, triggers ``batch_fanout_stage_by_stage`` with a failure
+injected on stress-ng index 1 (stage by stage, so the task's retry reruns only that child and the run
 completes with its report), opens the array view of the stress-ng task and sees every index's state
 and the failed attempt's log line, opens the report view and sees its plots, and checks that no link
 on the task page points at the AWS console.
@@ -28,6 +28,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+
+# The pipeline in its stage-by-stage form: a failed child is rerun alone by the task's own retry.
+DAG_ID = "batch_fanout_stage_by_stage"
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 CHROMIUM = "/usr/bin/chromium"
@@ -203,23 +206,22 @@ def test_a_run_with_a_failed_child_in_the_array_and_report_views(
 
     # The DAG processor has parsed the DAG; trigger it as the logged-in user, with a failure injected.
     wait_for(
-        lambda: api(airflow_server, "/api/v2/dags/batch_fanout", token).get("is_paused") is False,
+        lambda: api(airflow_server, f"/api/v2/dags/{DAG_ID}", token).get("is_paused") is False,
         180,
-        "the DAG processor to parse batch_fanout",
+        f"the DAG processor to parse {DAG_ID}",
         interval=1,
     )
-    browser.get(f"{base}/dags/batch_fanout")
+    browser.get(f"{base}/dags/{DAG_ID}")
     conf = {
         "tests": 2,
         "stress_duration": 1,
         "grid": "24x24",
-        "submission_mode": "stage_by_stage",
         "fail_once_indices": "1",
     }
     triggered = browser.execute_async_script(
         """
         const [conf, done] = arguments;
-        fetch('/api/v2/dags/batch_fanout/dagRuns', {
+        fetch('/api/v2/dags/batch_fanout_stage_by_stage/dagRuns', {
           method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
           body: JSON.stringify({logical_date: null, conf: conf}),
         }).then(async (r) => done({status: r.status, body: await r.json()}));
@@ -228,20 +230,20 @@ def test_a_run_with_a_failed_child_in_the_array_and_report_views(
     )
     assert triggered["status"] == 200, triggered
     run_id = triggered["body"]["dag_run_id"]
-    run_path = f"/api/v2/dags/batch_fanout/dagRuns/{quote(run_id, safe='')}"
+    run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
 
     def finished() -> str | None:
         state = api(airflow_server, run_path, token)["state"]
         return state if state in ("success", "failed") else None
 
     assert wait_for(finished, RUN_TIMEOUT, f"run {run_id} to finish", interval=2) == "success"
-    task_id = "stage_by_stage.run_stress_ng"
+    task_id = "run_stress_ng"
     ti = api(airflow_server, f"{run_path}/taskInstances/{task_id}", token)
     assert ti["try_number"] == 2  # the injected failure failed the first try; the retry reran index 1
 
     # The array view, as the tab of the task instance page shows it (its frame).
     run_segment = quote(run_id, safe="")
-    browser.get(f"{base}/dags/batch_fanout/runs/{run_segment}/tasks/{task_id}/plugin/batch-fanout-array")
+    browser.get(f"{base}/dags/{DAG_ID}/runs/{run_segment}/tasks/{task_id}/plugin/batch-fanout-array")
     frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe[title='Batch array']")))
     browser.switch_to.frame(frame)
     wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, ".cell")) == 2)
@@ -274,7 +276,7 @@ def test_a_run_with_a_failed_child_in_the_array_and_report_views(
 
     # The report view, the tab of the DAG run page: the report's plots are shown.
     browser.switch_to.default_content()
-    browser.get(f"{base}/dags/batch_fanout/runs/{run_segment}/plugin/batch-fanout-report")
+    browser.get(f"{base}/dags/{DAG_ID}/runs/{run_segment}/plugin/batch-fanout-report")
     frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe[title='Run report']")))
     browser.switch_to.frame(frame)
     files = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.files")))
@@ -292,9 +294,9 @@ def test_a_run_with_a_failed_child_in_the_array_and_report_views(
 
     # The task page: its extra links lead to the views, and none to the AWS console.
     browser.switch_to.default_content()
-    browser.get(f"{base}/dags/batch_fanout/runs/{run_segment}/tasks/{task_id}/details")
+    browser.get(f"{base}/dags/{DAG_ID}/runs/{run_segment}/tasks/{task_id}/details")
     array_link = wait.until(ec.presence_of_element_located((By.XPATH, "//a[contains(., 'Array View')]")))
-    assert "/batch-fanout/array/batch_fanout/" in (array_link.get_attribute("href") or "")
+    assert f"/batch-fanout/array/{DAG_ID}/" in (array_link.get_attribute("href") or "")
     hrefs = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
-    assert any("/batch-fanout/report/batch_fanout/" in href for href in hrefs)
+    assert any(f"/batch-fanout/report/{DAG_ID}/" in href for href in hrefs)
     assert not [href for href in hrefs if "console.aws" in href or "amazonaws.com" in href], hrefs
