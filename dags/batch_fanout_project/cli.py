@@ -46,7 +46,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
     try:
         run = run_on_local_endpoint(
-            DEMO_DAG_ID, conn_id=AWS_CONN_ID, results_variable=RESULTS_VARIABLE, conf=args.conf
+            DEMO_DAG_ID,
+            conn_id=AWS_CONN_ID,
+            results_variable=RESULTS_VARIABLE,
+            conf=args.conf,
+            runtime=args.runtime,
         )
     except DemoError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -72,4 +76,11 @@ def add_parser(subparsers: Any) -> None:
         "demo", help=f"run the {DEMO_DAG_ID} pipeline on the local endpoint and print the report path"
     )
     demo_parser.add_argument("--conf", help="JSON parameters for the run, as for `airflow dags test --conf`")
+    demo_parser.add_argument(
+        "--runtime",
+        choices=("process", "podman", "docker"),
+        default="process",
+        help="run the jobs as processes (default) or in their images with a container engine "
+        "(build them first: batch-fanout images build)",
+    )
     demo_parser.set_defaults(func=run_demo)

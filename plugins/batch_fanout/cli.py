@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "batch_fanout.settings",
     "batch_fanout.local.cli",
     "batch_fanout.specs.cli",
+    "batch_fanout.images.cli",
 )
 
 

@@ -81,7 +81,13 @@ def endpoint_port(settings_file: Path, conn_id: str) -> int:
 
 
 def run_on_local_endpoint(
-    dag_id: str, *, conn_id: str, results_variable: str, conf: str | None = None, home: Path | None = None
+    dag_id: str,
+    *,
+    conn_id: str,
+    results_variable: str,
+    conf: str | None = None,
+    home: Path | None = None,
+    runtime: str = "process",
 ) -> LocalRun:
     """Start the local endpoint, load the settings and run ``airflow dags test dag_id``.
 
@@ -92,6 +98,8 @@ def run_on_local_endpoint(
     :param results_variable: the settings' variable holding the ``file://`` results store.
     :param conf: JSON parameters of the run, as for ``airflow dags test --conf``.
     :param home: the project folder (default :func:`project_home`) with ``airflow_settings.yaml``.
+    :param runtime: how the endpoint runs jobs: ``process``, or in their images with ``podman`` or
+        ``docker`` (build them first with ``batch-fanout images build``).
     :raises DemoError: when the endpoint or the settings cannot be set up.
     """
     home = home or project_home()
@@ -107,10 +115,14 @@ def run_on_local_endpoint(
         # The project's job images: the environment's folder when set, else the project's own.
         "--containers-dir",
         os.environ.get("BATCH_FANOUT_CONTAINERS_DIR") or str(home / "include" / "containers"),
+        "--runtime",
+        runtime,
     )
     if start.returncode != 0:
         raise DemoError(f"the local AWS Batch endpoint did not start:\n{start.stdout}{start.stderr}")
     print(f"local AWS Batch endpoint: {start.stdout.strip().splitlines()[-1]}")
+    if runtime != "process":
+        print(f"jobs run in their images with {runtime}")
 
     loaded = _run_cli("settings", "load", str(settings_file))
     if loaded.returncode != 0:

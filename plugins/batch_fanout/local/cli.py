@@ -91,6 +91,7 @@ def serve_command(
     kill_grace_seconds: float | None = None,
     max_log_bytes: int | None = None,
     credentials_file: Path | None = None,
+    runtime: str | None = None,
 ) -> list[str]:
     """The command line that runs the endpoint in the foreground."""
     command = [
@@ -113,6 +114,8 @@ def serve_command(
         command += ["--max-log-bytes", str(max_log_bytes)]
     if credentials_file is not None:
         command += ["--credentials-file", str(Path(credentials_file).resolve())]
+    if runtime is not None:
+        command += ["--runtime", runtime]
     return command
 
 
@@ -125,6 +128,7 @@ def start_background(
     kill_grace_seconds: float | None = None,
     max_log_bytes: int | None = None,
     credentials_file: Path | None = None,
+    runtime: str | None = None,
     timeout: float = START_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """Start the endpoint in the background (or find it running) and return its state once it answers.
@@ -134,6 +138,12 @@ def start_background(
     data_dir = data_dir.resolve()
     state = running_state(data_dir)
     if state is not None:
+        running = state.get("runtime", "process")
+        if runtime is not None and running != runtime:
+            raise RuntimeError(
+                f"the local endpoint of {data_dir} runs jobs with the {running} runtime, not {runtime}: "
+                f"stop it first (batch-fanout local stop --data-dir {data_dir})"
+            )
         return state
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / SERVER_LOG
@@ -145,6 +155,7 @@ def start_background(
         kill_grace_seconds=kill_grace_seconds,
         max_log_bytes=max_log_bytes,
         credentials_file=credentials_file,
+        runtime=runtime,
     )
     with open(log_path, "ab") as server_log:
         process = subprocess.Popen(
@@ -203,6 +214,7 @@ def _start(args: argparse.Namespace) -> int:
             kill_grace_seconds=args.kill_grace_seconds,
             max_log_bytes=args.max_log_bytes,
             credentials_file=Path(args.credentials_file) if args.credentials_file else None,
+            runtime=args.runtime,
         )
     except RuntimeError as error:
         print(str(error), file=sys.stderr)
@@ -280,6 +292,7 @@ def _serve(args: argparse.Namespace) -> int:
         ),
         max_log_bytes=args.max_log_bytes if args.max_log_bytes is not None else DEFAULT_MAX_LOG_BYTES,
         credentials_file=Path(args.credentials_file).resolve() if args.credentials_file else None,
+        runtime=args.runtime or "process",
     )
 
 
@@ -357,6 +370,12 @@ def _common(parser: argparse.ArgumentParser, with_port: bool) -> None:
                 "JSON file with aws_access_key_id and aws_secret_access_key that requests must be signed "
                 f"with (default: {CREDENTIALS_FILE} in the data directory, created on first start)"
             ),
+        )
+        parser.add_argument(
+            "--runtime",
+            choices=("process", "podman", "docker"),
+            help="run jobs as processes with the project's Python (default: process) or in their "
+            "job definitions' images with a container engine",
         )
 
 

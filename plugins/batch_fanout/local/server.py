@@ -239,6 +239,7 @@ def serve(
     kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS,
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     credentials_file: Path | None = None,
+    runtime: str = "process",
 ) -> int:
     """Run the endpoint in the foreground until SIGTERM or SIGINT; then stop gracefully.
 
@@ -253,6 +254,7 @@ def serve(
     :param max_log_bytes: the size at which a log stream is cut
     :param credentials_file: the credentials to verify signatures with (default: the data directory's
         own, created on first start)
+    :param runtime: ``process`` (the project's Python) or a container engine, ``podman`` or ``docker``
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     lock_file = open(data_dir / "endpoint.lock", "w")  # noqa: SIM115 - held for the server's lifetime
@@ -266,7 +268,19 @@ def serve(
     except ValueError as error:
         log.error("%s", error)
         return 1
-    engine = Engine(data_dir, containers_dir, vcpus, kill_grace_seconds, max_log_bytes)
+    container_runtime = None
+    if runtime != "process":
+        from batch_fanout.images.engine import ContainerEngine, EngineError
+        from batch_fanout.local.runtimes.container import ContainerRuntime
+
+        try:
+            container_runtime = ContainerRuntime(ContainerEngine.detect(runtime), data_dir)
+        except EngineError as error:
+            log.error("runtime %s: %s", runtime, error)
+            return 1
+    engine = Engine(
+        data_dir, containers_dir, vcpus, kill_grace_seconds, max_log_bytes, runtime=container_runtime
+    )
     server = EndpointServer(port, engine, credentials)
     actual_port = server.port
     url = f"http://{DEFAULT_HOST}:{actual_port}"
@@ -284,6 +298,7 @@ def serve(
         "url": url,
         "port": actual_port,
         "pid": os.getpid(),
+        "runtime": runtime,
         "credentials_file": str(
             credentials_file.resolve() if credentials_file else data_dir / CREDENTIALS_FILE
         ),

@@ -134,6 +134,7 @@ def start_endpoint(
     kill_grace_seconds: float | None = None,
     max_log_bytes: int | None = None,
     credentials_file: Path | None = None,
+    runtime: str | None = None,
 ) -> EndpointHandle:
     """Start ``batch-fanout local serve`` as a child process and return once it answers."""
     data_dir = Path(data_dir).resolve()
@@ -147,6 +148,7 @@ def start_endpoint(
         kill_grace_seconds=kill_grace_seconds,
         max_log_bytes=max_log_bytes,
         credentials_file=credentials_file,
+        runtime=runtime,
     )
     with open(log_path, "ab") as server_log:
         process = subprocess.Popen(
@@ -177,6 +179,7 @@ def running_endpoint(
     kill_grace_seconds: float | None = None,
     max_log_bytes: int | None = None,
     credentials_file: Path | None = None,
+    runtime: str | None = None,
 ) -> Iterator[EndpointHandle]:
     """A running local endpoint, stopped gracefully on exit.
 
@@ -188,6 +191,7 @@ def running_endpoint(
     :param kill_grace_seconds: time from SIGTERM to SIGKILL when a job is stopped (default: AWS's 30 s)
     :param max_log_bytes: the size at which a log stream is cut
     :param credentials_file: explicit credentials (default: created in the data directory)
+    :param runtime: ``process`` (default), ``podman`` or ``docker``
     """
     handle = start_endpoint(
         data_dir,
@@ -197,6 +201,7 @@ def running_endpoint(
         kill_grace_seconds=kill_grace_seconds,
         max_log_bytes=max_log_bytes,
         credentials_file=credentials_file,
+        runtime=runtime,
     )
     try:
         yield handle

@@ -1,0 +1,1 @@
+"""Runtimes: how an attempt of a job becomes something to supervise (``process`` or a container)."""
