@@ -275,13 +275,18 @@ class ContainerRuntime:
             log.debug("%s kill %s: %s", self.engine.name, attempt_id, last_line(done.stderr))
 
     def oom_killed(self, attempt_id: str) -> bool:
-        """Whether the kernel killed the attempt's container for exceeding its memory."""
+        """Whether the attempt's container, which exited on a SIGKILL nobody asked for, was killed for
+        exceeding its memory: the engine's OOM flag, or (podman with runc on a cgroup v1 or hybrid
+        host never sets that flag) a memory limit, since nothing else in a container sends SIGKILL."""
         done = self.engine.call(
-            ["inspect", "--format", "{{.State.OOMKilled}}", container_name(attempt_id)],
+            ["inspect", "--format", "{{.State.OOMKilled}} {{.HostConfig.Memory}}", container_name(attempt_id)],
             timeout=ENGINE_CALL_TIMEOUT,
             check=False,
         )
-        return done.returncode == 0 and done.stdout.strip().lower() == "true"
+        flag, _, memory = done.stdout.strip().partition(" ")
+        if done.returncode != 0:
+            return False
+        return flag.lower() == "true" or (memory.isdigit() and int(memory) > 0)
 
     def find(self, **labels: str) -> list[dict[str, str]]:
         """This endpoint's containers (running or not) with these labels: ``name``, ``state``,
