@@ -20,7 +20,9 @@ from batch_fanout.local.testing import EndpointHandle, running_endpoint
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (make images installs it)"),
+    pytest.mark.skipif(
+        shutil.which("podman") is None, reason="podman is not installed (make images installs it)"
+    ),
 ]
 
 TESTJOB_DIR = Path(__file__).resolve().parents[1] / "containers" / "testjob"
@@ -119,7 +121,7 @@ def test_the_results_store_is_mounted_where_the_job_was_told_and_writable(
     assert not written.exists()
 
 
-def test_terminate_stops_the_container_with_sigterm_then_sigkill(
+def test_terminate_stops_the_container_with_sigterm_then_sigkill(  # noqa: PLR0917 - fixtures
     podman: Any,
     batch: Any,
     submit: Callable[..., str],
@@ -157,7 +159,9 @@ def test_an_image_that_is_not_there_fails_like_a_failed_pull(
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "128"}],
         },
     )["jobDefinitionArn"]
-    job_id = batch.submit_job(jobName="never", jobQueue="batch-fanout-queue", jobDefinition=definition)["jobId"]
+    job_id = batch.submit_job(jobName="never", jobQueue="batch-fanout-queue", jobDefinition=definition)[
+        "jobId"
+    ]
     job = wait_status(job_id, timeout=60)
     assert job["status"] == "FAILED"
     assert job["statusReason"].startswith("CannotPullContainerError: ")
@@ -195,7 +199,9 @@ def test_a_restarted_endpoint_finds_the_containers_of_the_attempts_it_lost(
                 "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "128"}],
             },
         )["jobDefinitionArn"]
-        job_id = batch.submit_job(jobName="spin", jobQueue="batch-fanout-queue", jobDefinition=definition)["jobId"]
+        job_id = batch.submit_job(jobName="spin", jobQueue="batch-fanout-queue", jobDefinition=definition)[
+            "jobId"
+        ]
         label = f"io.github.batch-fanout.local.endpoint={endpoint_id(data_dir)}"
 
         def running() -> bool:
@@ -221,10 +227,11 @@ def deadline_check(condition: Callable[[], bool], what: str, timeout: float = 60
         time.sleep(0.1)  # polling another process's state; there is no event to wait on
 
 
-def test_the_image_cmd_runs_when_the_definition_has_no_command(
-    podman: Any, test_image: str
-) -> None:
+def test_the_image_cmd_runs_when_the_definition_has_no_command(podman: Any, test_image: str) -> None:
     done = subprocess.run(
-        podman.command("run", "--rm", *podman.limit_args, test_image), capture_output=True, text=True, timeout=120
+        podman.command("run", "--rm", *podman.limit_args, test_image),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.stdout.strip() == "from-the-image-cmd"

@@ -1,0 +1,141 @@
+"""``batch-fanout demo --runtime podman``: the pipeline with every job in its real image. Its report
+equals the process runtime's apart from timings and machine figures, and every job ran in a container
+of its own.
+
+The images are built first with ``batch-fanout images build`` (quick when ``make images`` built them).
+Skipped only where no container engine is installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CONF = {"tests": 2, "stress_duration": 1, "grid": "12x12"}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("podman") is None,
+        reason="no container engine: podman is not installed here (make images installs it with apt-get)",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "batch_fanout.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def comparable(report: dict[str, Any]) -> dict[str, Any]:
+    """What must not depend on where the jobs ran: the summary, the shortest-path figures, and which
+    stress tests ran with which stress-ng (their bogo-ops are machine figures)."""
+    return {
+        "summary": report["summary"],
+        "shortest_paths": report["shortest_paths"],
+        "stress": [
+            {key: row[key] for key in ("index", "method", "stressors", "stress_ng_version")}
+            for row in report["stress"]
+        ],
+    }
+
+
+def test_demo_in_podman_reports_what_the_process_runtime_reports(tmp_path: Path) -> None:
+    home = tmp_path / "project"
+    home.mkdir()
+    (home / "dags").symlink_to(REPO_ROOT / "dags")
+    port = free_port()
+    settings = (REPO_ROOT / "airflow_settings.yaml").read_text()
+    (home / "airflow_settings.yaml").write_text(settings.replace("127.0.0.1:8699", f"127.0.0.1:{port}"))
+    airflow_home = home / ".airflow"
+    env = {
+        **os.environ,
+        "BATCH_FANOUT_HOME": str(home),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+    }
+    for name in list(env):
+        if name.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):
+            del env[name]
+    airflow_home.mkdir()
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    built = cli(
+        "images",
+        "build",
+        "--engine",
+        "podman",
+        "--project-dir",
+        str(REPO_ROOT),
+        env={**env, "BATCH_FANOUT_HOME": str(REPO_ROOT)},
+        cwd=REPO_ROOT,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert len([line for line in built.stdout.splitlines() if line.startswith("local/batch-fanout/")]) == 4
+
+    reports = {}
+    data_dir = home / ".local-batch"
+    for runtime in ("process", "podman"):
+        try:
+            demo = cli("demo", "--runtime", runtime, "--conf", json.dumps(CONF), env=env, cwd=home)
+        finally:
+            cli("local", "stop", "--data-dir", str(data_dir), env=env, cwd=home, timeout=120)
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        report = Path(demo.stdout.strip().splitlines()[-1])
+        assert report.name == "report.html" and report.is_file(), demo.stdout
+        reports[runtime] = json.loads(report.with_name("report.json").read_text())
+
+    assert reports["podman"]["summary"]["complete"] is True
+    assert comparable(reports["podman"]) == comparable(reports["process"])
+
+    # Each job of the podman run ran in a container of its own, labelled as this endpoint's.
+    from batch_fanout.local.runtimes.container import ENDPOINT_LABEL, JOB_LABEL, endpoint_id
+
+    listed = subprocess.run(
+        [
+            "podman",
+            "ps",
+            "--all",
+            "--filter",
+            f"label={ENDPOINT_LABEL}={endpoint_id(data_dir)}",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    containers = json.loads(listed.stdout or "[]")
+    jobs = [entry["Labels"][JOB_LABEL] for entry in containers]
+    # leader, 2 stress children, 2 shortest-path shards, aggregator
+    assert len(jobs) == len(set(jobs)) == 6, jobs
+    assert {entry["State"] for entry in containers} == {"exited"}
+    images = {entry["Image"].rsplit("/", 1)[-1] for entry in containers}
+    assert images == {"leader:latest", "stress_ng:latest", "shortest_path:latest", "aggregator:latest"}
