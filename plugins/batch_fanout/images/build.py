@@ -137,6 +137,15 @@ def base_images(dockerfile: Path) -> list[str]:
     return bases
 
 
+def qualified(image: str) -> str:
+    """``image`` with Docker Hub's registry where it names none (``python:3`` is
+    ``docker.io/library/python:3``), as docker reads it: podman refuses short names it has no alias for."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if rest else f"docker.io/library/{image}"
+
+
 def resolve_base(
     engine: ContainerEngine, base: str, offline: bool, say: Callable[[str], None] = print
 ) -> str:
@@ -145,7 +154,7 @@ def resolve_base(
     if not offline:
         if engine.image_exists(base):
             return base
-        pulled = engine.call(["pull", base], timeout=PULL_TIMEOUT_SECONDS, check=False)
+        pulled = engine.call(["pull", qualified(base)], timeout=PULL_TIMEOUT_SECONDS, check=False)
         if pulled.returncode == 0:
             return base
         say(f"cannot pull {base} ({last_line(pulled.stderr)}): building an offline stand-in")

@@ -165,37 +165,44 @@ def build_standin(engine: ContainerEngine, standin: StandIn, say: Callable[[str]
             )
             _build(engine, Path(folder), standin.image)
         return standin.image
-    if shutil.which("mmdebstrap") is None:
-        raise EngineError(
-            f"building an offline stand-in for {standin.base} needs mmdebstrap: "
-            "install it with: apt-get install -y mmdebstrap (`make images` does)"
-        )
     rootfs = f"{STANDIN_PREFIX}rootfs:{standin.suite}"
-    say(f"building offline stand-in {standin.image} from Debian {standin.suite} packages (mmdebstrap)")
+    say(f"building offline stand-in {standin.image} from Debian {standin.suite} packages")
     with tempfile.TemporaryDirectory(prefix="offline-base-") as folder:
-        tarball = Path(folder) / "rootfs.tar"
-        try:
-            done = subprocess.run(
-                _mmdebstrap_command(standin.suite, tarball),
-                capture_output=True,
-                text=True,
-                timeout=MMDEBSTRAP_TIMEOUT_SECONDS,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired as error:
-            raise EngineError(
-                f"mmdebstrap {standin.suite} did not finish in {MMDEBSTRAP_TIMEOUT_SECONDS} s"
-            ) from error
-        if done.returncode != 0:
-            raise EngineError(f"mmdebstrap {standin.suite} failed: {last_line(done.stderr)}")
-        engine.call(["import", str(tarball), rootfs], timeout=600)
-        tarball.unlink()
+        if not engine.image_exists(rootfs):
+            _import_rootfs(engine, standin, rootfs, Path(folder))
         with_host_ca = HOST_CA_BUNDLE.is_file()
         if with_host_ca:
             shutil.copyfile(HOST_CA_BUNDLE, Path(folder) / "host-ca-certificates.crt")
         (Path(folder) / "Containerfile").write_text(_python_containerfile(rootfs, standin.base, with_host_ca))
         _build(engine, Path(folder), standin.image)
     return standin.image
+
+
+def _import_rootfs(engine: ContainerEngine, standin: StandIn, rootfs: str, folder: Path) -> None:
+    """The suite's minimal root file system (mmdebstrap), imported as ``rootfs``: shared by every
+    stand-in of that suite."""
+    if shutil.which("mmdebstrap") is None:
+        raise EngineError(
+            f"building an offline stand-in for {standin.base} needs mmdebstrap: "
+            "install it with: apt-get install -y mmdebstrap (`make images` does)"
+        )
+    tarball = folder / "rootfs.tar"
+    try:
+        done = subprocess.run(
+            _mmdebstrap_command(standin.suite, tarball),
+            capture_output=True,
+            text=True,
+            timeout=MMDEBSTRAP_TIMEOUT_SECONDS,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as error:
+        raise EngineError(
+            f"mmdebstrap {standin.suite} did not finish in {MMDEBSTRAP_TIMEOUT_SECONDS} s"
+        ) from error
+    if done.returncode != 0:
+        raise EngineError(f"mmdebstrap {standin.suite} failed: {last_line(done.stderr)}")
+    engine.call(["import", str(tarball), rootfs], timeout=600)
+    tarball.unlink()
 
 
 def _build(engine: ContainerEngine, context: Path, image: str) -> None:

@@ -105,7 +105,10 @@ def test_dockerfile_follows_the_rules(folder: str) -> None:
     runs = " ".join(arguments for kind, arguments in steps if kind == "RUN")
     assert "pip install --no-cache-dir -r /tmp/requirements.txt" in runs
     if needs_stress_ng:
-        assert re.search(r"apt-get install -y --no-install-recommends stress-ng=\d[\w.\-+~]*", runs)
+        # From the base's suite, unpinned (a point release replaces a Debian revision on the mirror),
+        # with the upstream version checked by the build.
+        assert "apt-get install -y --no-install-recommends stress-ng " in runs
+        assert 'case "$version" in "$STRESS_NG_UPSTREAM"-*)' in runs and "exit 1" in runs
     else:
         assert "stress-ng" not in runs
 
@@ -139,6 +142,38 @@ def test_image_command_and_job_definition_options_are_accepted(folder: str) -> N
 def test_shared_code_never_imports_airflow() -> None:
     for path in CONTAINERS.rglob("*.py"):
         assert not re.search(r"^\s*(from|import)\s+airflow", path.read_text(), flags=re.MULTILINE), path
+
+
+def stress_ng_upstream(folder: str) -> str:
+    arguments = [
+        arguments for kind, arguments in instructions(CONTAINERS / folder / "Dockerfile") if kind == "ARG"
+    ]
+    [version] = [
+        argument.split("=", 1)[1] for argument in arguments if argument.startswith("STRESS_NG_UPSTREAM=")
+    ]
+    return version
+
+
+def test_leader_and_follower_install_the_same_stress_ng() -> None:
+    """The leader lists the methods the follower runs: one stress-ng version for both."""
+    versions = {folder: stress_ng_upstream(folder) for folder, (_, _, needs) in IMAGES.items() if needs}
+    assert set(versions) == {"leader", "stress_ng"}
+    assert len(set(versions.values())) == 1, versions
+    assert re.fullmatch(r"\d+\.\d+\.\d+", versions["leader"])
+
+
+def test_numba_compiles_for_a_cpu_every_host_has() -> None:
+    """The cache warmed at build time is keyed by the CPU it was compiled for: generic, for build and
+    job alike, so that it is a hit on every Batch host (test_images.py checks it in the built image)."""
+    steps = instructions(CONTAINERS / "shortest_path" / "Dockerfile")
+    kinds = [kind for kind, _ in steps]
+    environment = " ".join(arguments for kind, arguments in steps if kind == "ENV")
+    assert "NUMBA_CPU_NAME=generic" in environment
+    warm = next(i for i, (kind, arguments) in enumerate(steps) if kind == "RUN" and "warm_up" in arguments)
+    first_env = next(
+        i for i, (kind, arguments) in enumerate(steps) if kind == "ENV" and "NUMBA_CPU_NAME" in arguments
+    )
+    assert first_env < warm < kinds.index("CMD")
 
 
 JOB_DEFINITIONS = REPO / "include" / "specs" / "job-definitions"

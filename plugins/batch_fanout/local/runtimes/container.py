@@ -279,7 +279,12 @@ class ContainerRuntime:
         exceeding its memory: the engine's OOM flag, or (podman with runc on a cgroup v1 or hybrid
         host never sets that flag) a memory limit, since nothing else in a container sends SIGKILL."""
         done = self.engine.call(
-            ["inspect", "--format", "{{.State.OOMKilled}} {{.HostConfig.Memory}}", container_name(attempt_id)],
+            [
+                "inspect",
+                "--format",
+                "{{.State.OOMKilled}} {{.HostConfig.Memory}}",
+                container_name(attempt_id),
+            ],
             timeout=ENGINE_CALL_TIMEOUT,
             check=False,
         )
