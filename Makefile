@@ -19,7 +19,7 @@ export AIRFLOW__API__HOST := 127.0.0.1
 export AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST := 127.0.0.1
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help setup system-packages demo airflow test lint bench airflow-db clean
+.PHONY: help setup system-packages container-packages images test-images demo airflow test lint bench airflow-db clean
 
 help:
 	@echo "make demo   run the whole pipeline on the local AWS Batch endpoint and print the report path"
@@ -27,6 +27,8 @@ help:
 	@echo "make test   lint and run the test suite"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  run the benchmarks and print their figures"
+	@echo "make images build the job images with podman (installs podman, runc, mmdebstrap, acl)"
+	@echo "make test-images  run the tests that need a container engine (the podman demo among them)"
 
 # The virtual environment, the project (editable, with the job and test extras) and the pinned
 # Airflow. Redone only when pyproject.toml or requirements.txt change.
@@ -63,6 +65,28 @@ system-packages:
 
 setup: $(INSTALLED) system-packages
 
+# What the container runtime and the image builds need: podman with runc (crun refuses the hybrid
+# cgroups of some VMs), mmdebstrap for offline base images, setfacl to let an image's user write the
+# results folder it mounts.
+CONTAINER_TOOLS := podman runc mmdebstrap setfacl
+CONTAINER_PACKAGES := podman runc mmdebstrap acl
+
+container-packages:
+	@missing=""; for tool in $(CONTAINER_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing$$missing with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CONTAINER_PACKAGES) >/dev/null; \
+		else \
+			echo "error:$$missing missing; install with: sudo apt-get install -y $(CONTAINER_PACKAGES)" >&2; exit 1; \
+		fi; \
+	fi
+
+# IMAGES_FLAGS, e.g. "--offline-base --deployment", or "--registry <ECR> --tag 0.1.0 --push".
+IMAGES_FLAGS ?=
+images: setup container-packages
+	batch-fanout images build --engine podman $(IMAGES_FLAGS)
+
 $(AIRFLOW_DB): $(INSTALLED)
 	@mkdir -p $(AIRFLOW_HOME)
 	airflow db migrate >/dev/null
@@ -97,7 +121,11 @@ lint: $(INSTALLED)
 	mypy plugins dags include tests benchmarks
 
 test: setup lint
-	pytest
+	pytest -m "not containers"
+
+# Builds what is missing of the images first; skipped, saying so, where no container engine is installed.
+test-images: setup
+	pytest -m containers -rs
 
 bench: setup $(AIRFLOW_DB)
 	@for script in benchmarks/*.py; do echo "== $$script"; python $$script || exit 1; done

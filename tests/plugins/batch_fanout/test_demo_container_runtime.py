@@ -23,6 +23,7 @@ CONF = {"tests": 2, "stress_duration": 1, "grid": "12x12"}
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.containers,
     pytest.mark.skipif(
         shutil.which("podman") is None,
         reason="no container engine: podman is not installed here (make images installs it with apt-get)",

@@ -20,6 +20,7 @@ from batch_fanout.local.testing import EndpointHandle, running_endpoint
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.containers,
     pytest.mark.skipif(
         shutil.which("podman") is None, reason="podman is not installed (make images installs it)"
     ),

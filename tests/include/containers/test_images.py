@@ -1,0 +1,127 @@
+"""The built job images: what their Dockerfiles promise holds inside them. Built first (with
+``batch-fanout images build``) where missing; skipped only where no podman is installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+IMAGES = {
+    name: f"local/batch-fanout/{name}:latest"
+    for name in ("leader", "stress_ng", "shortest_path", "aggregator")
+}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.containers,
+    pytest.mark.skipif(
+        shutil.which("podman") is None,
+        reason="no container engine: podman is not installed here (make images installs it with apt-get)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def podman() -> Any:
+    from batch_fanout.images.engine import ContainerEngine
+
+    engine = ContainerEngine.detect("podman")
+    if not all(engine.image_exists(image) for image in IMAGES.values()):
+        built = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "batch_fanout.cli",
+                "images",
+                "build",
+                "--engine",
+                "podman",
+                "--project-dir",
+                str(REPO),
+            ],
+            env={**os.environ, "BATCH_FANOUT_HOME": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        assert built.returncode == 0, built.stdout + built.stderr
+    return engine
+
+
+def run(podman: Any, image: str, *command: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    options = ["--user", user] if user else []
+    return subprocess.run(
+        podman.command("run", "--rm", "--pull=never", *podman.limit_args, *options, image, *command),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+CACHE_CHECK = """
+import json, numba, sssp_kernel
+sssp_kernel.warm_up()
+stats = {name: (len(value.stats.cache_hits), len(value.stats.cache_misses))
+         for name, value in vars(sssp_kernel).items() if isinstance(value, numba.core.registry.CPUDispatcher)}
+print(json.dumps({"stats": stats, "cpu": numba.config.CPU_NAME}))
+"""
+
+
+def test_the_numba_cache_of_the_build_is_a_hit_in_the_job(podman: Any) -> None:
+    """Compiled at build time for the generic CPU, so a child never compiles, on any host."""
+    done = run(podman, IMAGES["shortest_path"], "python", "-c", CACHE_CHECK)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["cpu"] == "generic"
+    assert result["stats"], "the kernel module has numba dispatchers"
+    for name, (hits, misses) in result["stats"].items():
+        assert misses == 0, f"{name} recompiled in the job: its cache was keyed to another CPU"
+        assert hits > 0, name
+
+
+def test_leader_and_follower_images_run_the_stress_ng_their_dockerfiles_check(podman: Any) -> None:
+    dockerfile = (REPO / "include" / "containers" / "leader" / "Dockerfile").read_text()
+    [expected] = [
+        line.split("=", 1)[1]
+        for line in dockerfile.splitlines()
+        if line.startswith("ARG STRESS_NG_UPSTREAM=")
+    ]
+    versions = set()
+    for name in ("leader", "stress_ng"):
+        done = run(podman, IMAGES[name], "stress-ng", "--version")
+        assert done.returncode == 0, done.stderr
+        versions.add(done.stdout.split()[2])
+    assert versions == {expected}
+
+
+def test_every_job_image_runs_as_a_non_root_user_in_its_folder(podman: Any) -> None:
+    for name, image in IMAGES.items():
+        done = run(
+            podman, image, "python", "-c", "import os, pathlib; print(os.getuid(), pathlib.Path.cwd())"
+        )
+        assert done.returncode == 0, done.stderr
+        uid, cwd = done.stdout.split()
+        assert uid != "0" and cwd == f"/opt/batch-fanout/{name}"
+
+
+def test_an_offline_base_is_laid_out_like_the_official_one(podman: Any) -> None:
+    from batch_fanout.images.offline import standin_name
+
+    standin = standin_name("python:3.11.11-slim-bookworm")
+    if not podman.image_exists(standin):
+        pytest.skip("the images were built on the real base image, not on an offline stand-in")
+    script = (
+        "import glob, shutil, sys; print(shutil.which('python'), shutil.which('pip'), "
+        "len(glob.glob('/usr/lib/python3*/EXTERNALLY-MANAGED')), sys.version_info[:2])"
+    )
+    done = run(podman, standin, "python", "-c", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "/usr/local/bin/python /usr/local/bin/pip 0 (3, 11)"
