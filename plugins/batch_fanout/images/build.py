@@ -161,9 +161,51 @@ def resolve_base(
     return build_standin(engine, standin_for(base), say)
 
 
-def build_command(engine: ContainerEngine, target: ImageTarget, replacements: dict[str, str]) -> list[str]:
-    """``<engine> build`` of ``target``, building FROM the replacement of each replaced base."""
+_COPY_FROM = re.compile(r"^(?:COPY|ADD)\s+(?:--\S+\s+)*--from=([A-Za-z0-9_.-]+)\b", re.IGNORECASE)
+
+
+def named_contexts(dockerfile: Path, given: dict[str, Path] | None = None) -> dict[str, Path]:
+    """The named build contexts ``dockerfile`` copies from (``COPY --from=NAME``, NAME not a stage):
+    ``given`` ones, else the folder of the installed Python package NAME (the provider's job contract).
+
+    :raises EngineError: naming a context that is neither given nor an installed package
+    """
+    import importlib.util
+
+    stages = {
+        match.group(1)
+        for line in dockerfile.read_text().splitlines()
+        if (match := re.match(r"^FROM\s+\S+\s+AS\s+(\S+)", line.strip(), re.IGNORECASE))
+    }
+    contexts: dict[str, Path] = {}
+    for line in dockerfile.read_text().splitlines():
+        match = _COPY_FROM.match(line.strip())
+        if not match or match.group(1) in stages or match.group(1) in contexts:
+            continue
+        name = match.group(1)
+        if given and name in given:
+            contexts[name] = given[name]
+            continue
+        spec = importlib.util.find_spec(name) if name.isidentifier() else None
+        if spec is None or not spec.submodule_search_locations:
+            raise EngineError(
+                f"{dockerfile} copies from the build context {name!r}: give it with --build-context {name}=PATH"
+            )
+        contexts[name] = Path(next(iter(spec.submodule_search_locations)))
+    return contexts
+
+
+def build_command(
+    engine: ContainerEngine,
+    target: ImageTarget,
+    replacements: dict[str, str],
+    contexts: dict[str, Path] | None = None,
+) -> list[str]:
+    """``<engine> build`` of ``target``, building FROM the replacement of each replaced base, with
+    its named build contexts."""
     args = ["build", *engine.limit_args, "-f", str(target.dockerfile), "-t", target.image]
+    for name, folder in (contexts or {}).items():
+        args += ["--build-context", f"{name}={folder}"]
     for base, replacement in replacements.items():
         if replacement == base:
             continue
@@ -181,6 +223,7 @@ def build_images(
     *,
     offline: bool = False,
     push: bool = False,
+    contexts: dict[str, Path] | None = None,
     say: Callable[[str], None] = print,
 ) -> list[BuiltImage]:
     """Build every target (bases first: pulled, or stand-ins when offline), then push when asked.
@@ -202,7 +245,7 @@ def build_images(
                 f"{target.dockerfile} has {len(bases)} base images; podman replaces only a one-stage "
                 f"Dockerfile's base with an offline stand-in (needed for {', '.join(replaced)})"
             )
-        command = build_command(engine, target, replacements)
+        command = build_command(engine, target, replacements, named_contexts(target.dockerfile, contexts))
         say(f"building {target.image} from {target.dockerfile.parent.name}/{target.dockerfile.name}")
         try:
             done = subprocess.run(

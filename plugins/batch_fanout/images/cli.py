@@ -50,7 +50,13 @@ def run_build(args: argparse.Namespace) -> int:
             targets.append(
                 deployment_image(project, job_images(specs_dir, containers_dir, registry, tag), registry, tag)
             )
-        built = build_images(engine, targets, offline=args.offline_base, push=args.push)
+        contexts = {}
+        for item in args.build_context or []:
+            name, separator, folder = item.partition("=")
+            if not separator or not name or not folder:
+                raise EngineError(f"--build-context {item!r}: expected NAME=PATH")
+            contexts[name] = Path(folder).resolve()
+        built = build_images(engine, targets, offline=args.offline_base, push=args.push, contexts=contexts)
     except (EngineError, SpecError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -89,6 +95,12 @@ def add_parser(subparsers: Any) -> None:
         "--deployment", action="store_true", help="also build the project's Dockerfile (the Airflow image)"
     )
     build.add_argument("--push", action="store_true", help="push each image after building it")
+    build.add_argument(
+        "--build-context",
+        action="append",
+        metavar="NAME=PATH",
+        help="a named build context a Dockerfile copies from (default: the installed Python package NAME)",
+    )
     build.add_argument("--only", nargs="+", metavar="NAME", help="build only these images (by name)")
     build.add_argument("--specs-dir", help="the job definitions' folder (default: include/specs)")
     build.add_argument(
