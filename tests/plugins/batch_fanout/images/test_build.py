@@ -135,3 +135,26 @@ def test_the_command_refuses_an_image_no_job_definition_uses(capsys: pytest.Capt
 def test_an_unknown_engine_is_named() -> None:
     with pytest.raises(EngineError, match="unknown container engine 'rkt'"):
         ContainerEngine.detect("rkt")
+
+
+def test_the_engine_gets_what_this_machine_needs_per_invocation() -> None:
+    import resource
+    import shutil
+
+    from batch_fanout.images import engine as engine_module
+
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed (make images installs it)")
+    podman = ContainerEngine.detect("podman")
+    assert podman.command("ps")[0] == podman.binary
+    if engine_module._cgroup_is_unified():
+        assert "--runtime" not in podman.global_args
+    else:  # crun refuses a hybrid hierarchy
+        assert podman.global_args[0] == "--runtime" and podman.global_args[1].endswith("runc")
+    capabilities = engine_module._effective_capabilities()
+    if capabilities is not None and not capabilities & (1 << engine_module.CAP_SYS_RESOURCE):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        assert f"nofile={hard}:{hard}" in podman.limit_args
+        assert any(arg.startswith("nproc=") for arg in podman.limit_args)
+    else:
+        assert podman.limit_args == ()
