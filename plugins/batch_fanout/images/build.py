@@ -246,7 +246,12 @@ def build_images(
                 f"Dockerfile's base with an offline stand-in (needed for {', '.join(replaced)})"
             )
         command = build_command(engine, target, replacements, named_contexts(target.dockerfile, contexts))
-        say(f"building {target.image} from {target.dockerfile.parent.name}/{target.dockerfile.name}")
+        where = (
+            target.dockerfile.relative_to(target.context)
+            if target.dockerfile.is_relative_to(target.context)
+            else target.dockerfile
+        )
+        say(f"building {target.image} from {where} (context {target.context})")
         try:
             done = subprocess.run(
                 command,
