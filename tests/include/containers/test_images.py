@@ -125,3 +125,45 @@ def test_an_offline_base_is_laid_out_like_the_official_one(podman: Any) -> None:
     done = run(podman, standin, "python", "-c", script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "/usr/local/bin/python /usr/local/bin/pip 0 (3, 11)"
+
+
+DEPLOYMENT_IMAGE = "local/batch-fanout/airflow:latest"
+DAGBAG_CHECK = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+import importlib.resources as resources
+bag = DagBag("/opt/airflow/dags")
+specs = resources.files("batch_fanout") / "_specs" / "job-definitions"
+print(json.dumps({"dags": sorted(bag.dag_ids), "errors": {k: str(v) for k, v in bag.import_errors.items()},
+                  "specs": sorted(p.name for p in specs.iterdir())}))
+"""
+
+
+def test_the_deployment_image_parses_every_dag_with_its_provider(podman: Any) -> None:
+    if not podman.image_exists(DEPLOYMENT_IMAGE):
+        pytest.skip(f"{DEPLOYMENT_IMAGE} is not built: make images IMAGES_FLAGS=--deployment builds it")
+    done = subprocess.run(
+        podman.command(
+            "run",
+            "--rm",
+            "--pull=never",
+            *podman.limit_args,
+            "-e",
+            "AIRFLOW__CORE__LOAD_EXAMPLES=False",
+            "--entrypoint",
+            "python",
+            DEPLOYMENT_IMAGE,
+            "-c",
+            DAGBAG_CHECK,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["errors"] == {}
+    assert set(result["dags"]) == {p.stem for p in (REPO / "dags").glob("*.py")}
+    assert result["specs"] == sorted(
+        p.name for p in (REPO / "include" / "specs" / "job-definitions").iterdir()
+    )
