@@ -22,6 +22,8 @@ IMAGES = {
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.containers,
+    # Building the images a first time takes minutes on 2 cores (cold: about 5).
+    pytest.mark.timeout(1800),
     pytest.mark.skipif(
         shutil.which("podman") is None,
         reason="no container engine: podman is not installed here (make images installs it with apt-get)",

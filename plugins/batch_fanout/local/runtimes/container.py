@@ -240,14 +240,13 @@ class ContainerRuntime:
 
     # ---- running and stopping --------------------------------------------------------------
 
-    def spawn(self, attempt: ContainerAttempt) -> tuple[subprocess.Popen[bytes], int]:
-        """Start ``attempt``'s container in the foreground; the client and its output pipe.
+    def prepare(self, attempt: ContainerAttempt) -> tuple[list[str], dict[str, str]]:
+        """What runs ``attempt``: the ``<engine> run`` argument vector and the client's environment
+        (the job's own environment is in the vector). Checks the image and readies the mounts.
 
         :raises ImageNotFoundError: the image is not present
         :raises ContainerStartError: the container cannot be set up
         """
-        from batch_fanout.local.runner import spawn
-
         with self._lock:
             self.check_image(attempt.image)
             try:
@@ -259,10 +258,20 @@ class ContainerRuntime:
                         self.grant_write(folder, uid)
             except EngineError as error:
                 raise ContainerStartError(str(error)) from error
-        command = self.run_command(attempt, uid, gid)
         environment = {
             name: os.environ[name] for name in ("PATH", "HOME", "XDG_RUNTIME_DIR") if name in os.environ
         }
+        return self.run_command(attempt, uid, gid), environment
+
+    def spawn(self, attempt: ContainerAttempt) -> tuple[subprocess.Popen[bytes], int]:
+        """Start ``attempt``'s container in the foreground; the client and its output pipe.
+
+        :raises ImageNotFoundError: the image is not present
+        :raises ContainerStartError: the container cannot be set up
+        """
+        from batch_fanout.local.runner import spawn
+
+        command, environment = self.prepare(attempt)
         return spawn(command, Path("/"), environment)
 
     def signal(self, attempt_id: str, sig: int) -> None:

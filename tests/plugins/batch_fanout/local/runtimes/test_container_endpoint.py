@@ -21,6 +21,8 @@ from batch_fanout.local.testing import EndpointHandle, running_endpoint
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.containers,
+    # Building the images a first time takes minutes on 2 cores (cold: about 5).
+    pytest.mark.timeout(1800),
     pytest.mark.skipif(
         shutil.which("podman") is None, reason="podman is not installed (make images installs it)"
     ),
