@@ -28,7 +28,12 @@ def run_build(args: argparse.Namespace) -> int:
         or os.environ.get("BATCH_FANOUT_CONTAINERS_DIR")
         or project / "include" / "containers"
     ).resolve()
-    specs_dir = Path(args.specs_dir).resolve() if args.specs_dir else None
+    if args.specs_dir:
+        specs_dir: Path | None = Path(args.specs_dir).resolve()
+    elif not os.environ.get("BATCH_FANOUT_SPECS_DIR") and (project / "include" / "specs").is_dir():
+        specs_dir = project / "include" / "specs"
+    else:  # where the specs loader looks: $BATCH_FANOUT_SPECS_DIR, ..., the provider's own copy
+        specs_dir = None
     registry = args.registry or os.environ.get("BATCH_FANOUT_IMAGE_REGISTRY") or DEFAULT_REGISTRY
     tag = args.tag or os.environ.get("BATCH_FANOUT_IMAGE_TAG") or DEFAULT_TAG
     try:
@@ -102,7 +107,10 @@ def add_parser(subparsers: Any) -> None:
         help="a named build context a Dockerfile copies from (default: the installed Python package NAME)",
     )
     build.add_argument("--only", nargs="+", metavar="NAME", help="build only these images (by name)")
-    build.add_argument("--specs-dir", help="the job definitions' folder (default: include/specs)")
+    build.add_argument(
+        "--specs-dir",
+        help="the specs folder (default: $BATCH_FANOUT_SPECS_DIR, else the project's include/specs)",
+    )
     build.add_argument(
         "--containers-dir",
         help="folder of image folders (default: $BATCH_FANOUT_CONTAINERS_DIR, else include/containers)",
