@@ -61,6 +61,8 @@ def attempt_request(attempt: Attempt, queue_name: str) -> AttemptRequest:
         attempt.vcpus,
         attempt.memory_mib,
         int(timeout) if timeout else None,
+        job_definition=str(spec.get("jobDefinitionName", "")),
+        init_process=bool((spec["container"].get("linuxParameters") or {}).get("initProcessEnabled")),
     )
 
 

@@ -21,10 +21,12 @@ share one table of live attempts under one lock; split, that discipline would sp
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import selectors
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -56,11 +58,16 @@ from batch_fanout.local.runtime import (
     Runtime,
     Supervision,
     SupervisorHandle,
+    exit_code_of,
 )
 from batch_fanout.local.scheduler import Scheduler
 from batch_fanout.local.store import Store
 
 log = logging.getLogger(__name__)
+
+# The exit status of a process killed by SIGKILL (128 + 9): a container the kernel killed at its
+# memory limit exits with it too.
+KILLED_EXIT_CODE = 137
 
 DEFAULT_MAX_LOG_BYTES = 4 * 1024 * 1024
 DEFAULT_KILL_GRACE_SECONDS = 30.0
@@ -160,6 +167,12 @@ class Engine:
                 os.killpg(pid, signal.SIGKILL)
 
     def _interrupted(self, job: Job, reason: str) -> None:
+        stop_leftovers = getattr(self.runtime, "stop_leftovers", None)
+        attempt_id = (job.current or {}).get("attemptId")
+        if stop_leftovers is not None and attempt_id:
+            # Its supervisor is gone, but a container outlives it: found by its label, stopped.
+            with contextlib.suppress(OSError, RuntimeError, subprocess.SubprocessError):
+                stop_leftovers(attempt_id)
         self.scheduler.finish_attempt(job, interrupted_record(job, reason), None, reason, reason)
 
     def _adopt(self, attempt: Attempt, handle: SupervisorHandle) -> None:
@@ -216,7 +229,13 @@ class Engine:
 
     def _launch(self, launches: list[Launch]) -> None:
         """Start the supervisors of ``launches`` (one fork server round trip for all), off the lock."""
-        results = self.supervision.launch_many([(request, spec) for _, request, spec in launches])
+        if getattr(self.runtime, "enforces_memory", False):
+            # The container's cgroup holds the limit; the supervisor would count the engine's client
+            # and monitor against the job too.
+            supervised = [(dataclasses.replace(request, memory_mib=0), spec) for _, request, spec in launches]
+        else:
+            supervised = [(request, spec) for _, request, spec in launches]
+        results = self.supervision.launch_many(supervised)
         with self.lock:
             for (attempt, _, _), result in zip(launches, results, strict=True):
                 if isinstance(result, OSError):
@@ -340,6 +359,15 @@ class Engine:
                 attempt, f"CannotStartContainerError: cannot run {command!r}: {status['startError']}"
             )
             return
+        oom_killed = getattr(self.runtime, "oom_killed", None)
+        if (
+            oom_killed is not None
+            and status.get("cause") is None
+            and attempt.stop_cause is None
+            and exit_code_of(int(status["returncode"])) == KILLED_EXIT_CODE
+            and oom_killed(attempt.attempt_id)
+        ):
+            status = {**status, "cause": "oom"}  # the kernel killed the container at its limit
         record, exit_code, container_reason, status_reason, succeeded = outcome(attempt, status)
         self.scheduler.finish_attempt(job, record, exit_code, container_reason, status_reason, succeeded)
 

@@ -62,6 +62,8 @@ class AttemptRequest:
     :param vcpus: its vCPUs
     :param memory_mib: its memory limit in MiB, 0 for none
     :param timeout_seconds: ``timeout.attemptDurationSeconds``, or ``None``
+    :param job_definition: the job definition's name (a container runtime labels its container with it)
+    :param init_process: ``linuxParameters.initProcessEnabled`` (a container runtime runs an init)
     """
 
     attempt_id: str
@@ -71,15 +73,23 @@ class AttemptRequest:
     vcpus: float
     memory_mib: int
     timeout_seconds: int | None
+    job_definition: str = ""
+    init_process: bool = False
 
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """A process for a supervisor to run: never through a shell."""
+    """A process for a supervisor to run: never through a shell.
+
+    ``kill_argv``, when set, is what kills the job instead of SIGKILL to everything below the
+    supervisor: a container engine's monitor (conmon) is below it too, and killing that would leave
+    the engine's record of the container behind.
+    """
 
     argv: list[str]
     cwd: Path
     environment: dict[str, str]
+    kill_argv: list[str] | None = None
 
 
 class Runtime(Protocol):
@@ -381,6 +391,7 @@ class Supervision:
                 "killGraceSeconds": self.kill_grace_seconds,
                 "memoryMib": request.memory_mib,
                 "timeoutSeconds": request.timeout_seconds,
+                "killArgv": spec.kill_argv,
             }
             for request, spec in launches
         ]

@@ -43,6 +43,7 @@ import json
 import os
 import selectors
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -224,6 +225,17 @@ class _Supervision:
             self.kill_at = now + self.grace
 
     def _kill_all(self) -> None:
+        kill_argv = self.spec.get("killArgv")
+        if kill_argv:
+            # A container: its engine kills it (and its monitor, also below this supervisor, records
+            # the exit); then the client goes.
+            if self.returncode is None:
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    subprocess.run(
+                        kill_argv, stdin=self.devnull, stdout=self.devnull, stderr=self.devnull, timeout=60
+                    )
+            signal_group(self.pid, signal.SIGKILL)
+            return
         signal_group(self.pid, signal.SIGKILL)
         for pid in descendants(os.getpid()):
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -1,8 +1,12 @@
 """The container runtime: each attempt runs in its job definition's image under podman or docker.
 
-An attempt becomes ``<engine> run`` in the foreground, so the engine supervises it as it supervises a
-process: the client's output (the container's stdout and stderr) is the attempt's log stream and its
-exit status is the container's. What differs from the process runtime:
+An attempt becomes ``<engine> run`` in the foreground (``process_spec``, the endpoint's runtime
+interface), so its supervisor watches it as it watches a process: the client's output (the
+container's stdout and stderr) is the attempt's log stream and its exit status is the container's;
+SIGTERM reaches the container through the client (``run`` proxies signals), and a supervisor kills
+it with ``<engine> kill`` (never by killing what runs below the supervisor, the engine's monitor
+among them, whose death would leave the engine's record of the container stale).
+What differs from the process runtime:
 
 - the image is the job definition's, as on AWS, and never pulled: an image that is not present fails
   the attempt with ``CannotPullContainerError``, like a registry that does not have it;
@@ -14,8 +18,8 @@ exit status is the container's. What differs from the process runtime:
   job sees the path it was given. The image's user must be able to write there, as on a shared file
   system on AWS: with a rootful engine the folder gets an ACL entry for that user (``setfacl``), with
   rootless podman the caller's user is mapped to it (``--userns=keep-id``);
-- stopping sends the signal to the container (``<engine> kill``), never to the client alone, whose
-  SIGKILL would leave the container running; a kernel OOM kill is reported as AWS reports it;
+- the memory limit is the container's cgroup's (the supervisor does not count it); a kernel OOM kill
+  is reported as AWS reports it;
 - containers are labelled with the endpoint, job and attempt, so a restarted endpoint finds (and
   stops) what an earlier one left running, and ``podman ps -a --filter label=...`` shows every
   attempt's container; they are kept after they exit, as ECS keeps stopped tasks for a while.
@@ -36,9 +40,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from batch_fanout.images.engine import ContainerEngine, EngineError, last_line
+
+if TYPE_CHECKING:
+    from batch_fanout.local.runtime import AttemptRequest, ProcessSpec
 
 log = logging.getLogger(__name__)
 
@@ -136,15 +144,12 @@ class ContainerRuntime:
 
     def __init__(self, engine: ContainerEngine, data_dir: Path) -> None:
         self.engine = engine
+        self.name = engine.name
         self.endpoint = endpoint_id(data_dir)
         self._users: dict[str, tuple[int, int]] = {}
         self._granted: set[tuple[Path, int]] = set()
         self._present: set[str] = set()
         self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        return self.engine.name
 
     # ---- what a container needs ------------------------------------------------------------
 
@@ -263,16 +268,40 @@ class ContainerRuntime:
         }
         return self.run_command(attempt, uid, gid), environment
 
-    def spawn(self, attempt: ContainerAttempt) -> tuple[subprocess.Popen[bytes], int]:
-        """Start ``attempt``'s container in the foreground; the client and its output pipe.
+    # ---- the endpoint's runtime interface ----------------------------------------------------
 
-        :raises ImageNotFoundError: the image is not present
-        :raises ContainerStartError: the container cannot be set up
+    # The container's cgroup enforces the memory requirement (the supervisor does not count it).
+    enforces_memory = True
+
+    def process_spec(self, request: AttemptRequest) -> ProcessSpec:
+        """The process a supervisor runs for ``request``: ``<engine> run`` in the foreground, whose
+        output is the container's and whose exit status is the container's.
+
+        :raises LookupError: the image is not present (``CannotPullContainerError``)
+        :raises ValueError: the container cannot be set up (``CannotStartContainerError``)
         """
-        from batch_fanout.local.runner import spawn
+        from batch_fanout.local.runtime import ProcessSpec
 
-        command, environment = self.prepare(attempt)
-        return spawn(command, Path("/"), environment)
+        attempt = ContainerAttempt(
+            attempt_id=request.attempt_id,
+            job_id=request.environment.get("AWS_BATCH_JOB_ID", ""),
+            job_definition=request.job_definition,
+            image=request.image,
+            command=request.command,
+            environment=request.environment,
+            vcpus=request.vcpus,
+            memory_mib=request.memory_mib,
+            init_process=request.init_process,
+        )
+        try:
+            argv, environment = self.prepare(attempt)
+        except ImageNotFoundError as error:
+            # The engine names the error class itself.
+            raise LookupError(str(error).removeprefix("CannotPullContainerError: ")) from error
+        except ContainerStartError as error:
+            raise ValueError(str(error)) from error
+        kill = self.engine.command("kill", "--signal", "KILL", container_name(request.attempt_id))
+        return ProcessSpec(argv, Path("/"), environment, kill_argv=kill)
 
     def signal(self, attempt_id: str, sig: int) -> None:
         """Send ``sig`` to the attempt's container (not to its client, which would leave it running)."""
