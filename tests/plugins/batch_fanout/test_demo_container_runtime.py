@@ -67,6 +67,7 @@ def test_demo_in_podman_reports_what_the_process_runtime_reports(tmp_path: Path)
     home = tmp_path / "project"
     home.mkdir()
     (home / "dags").symlink_to(REPO_ROOT / "dags")
+    (home / "include").symlink_to(REPO_ROOT / "include")  # the job images, as in any project
     port = free_port()
     settings = (REPO_ROOT / "airflow_settings.yaml").read_text()
     (home / "airflow_settings.yaml").write_text(settings.replace("127.0.0.1:8699", f"127.0.0.1:{port}"))
