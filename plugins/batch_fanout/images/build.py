@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batch_fanout.images.engine import ContainerEngine, EngineError, human_size, last_line
-from batch_fanout.images.offline import build_standin, standin_for
+from batch_fanout.images.offline import STANDIN_LABEL, build_standin, standin_for, standin_name
 
 BUILD_TIMEOUT_SECONDS = 1800
 PULL_TIMEOUT_SECONDS = 300
@@ -153,6 +153,13 @@ def resolve_base(
     ``offline``) its offline stand-in."""
     if not offline:
         if engine.image_exists(base):
+            # podman resolves a short name to any local image of that name, a stand-in included:
+            # say so rather than pass it off as the real base.
+            labels = engine.call(
+                ["image", "inspect", "--format", "{{json .Labels}}", base], check=False
+            ).stdout
+            if STANDIN_LABEL in labels:
+                return standin_name(base)
             return base
         pulled = engine.call(["pull", qualified(base)], timeout=PULL_TIMEOUT_SECONDS, check=False)
         if pulled.returncode == 0:
