@@ -48,7 +48,7 @@ CONTAINERS = REPO / "include" / "containers"
 WORK = REPO / "benchmarks" / ".work"
 BOOST_HEADER = Path("/usr/include/boost/graph/dijkstra_shortest_paths.hpp")
 BOOST_VERSION_HEADER = Path("/usr/include/boost/version.hpp")
-ROME99 = [REPO / "tests" / "data" / "rome99.gr", REPO.parent / "shared" / "data" / "rome99.gr"]
+ROME99 = REPO / "tests" / "data" / "rome99.gr"
 SECTION = "## Shortest paths"
 
 sys.path.insert(0, str(CONTAINERS / "shortest_path"))
@@ -423,9 +423,9 @@ def main() -> int:
     parser.add_argument("--results", type=Path, help="write the figures into this RESULTS.md")
     args = parser.parse_args()
     rows, columns = (int(part) for part in args.grid.split("x"))
-    rome99 = next((path for path in ROME99 if path.is_file()), None)
-    if rome99 is None:
-        raise SystemExit(f"rome99.gr not found: looked for {', '.join(map(str, ROME99))}")
+    rome99 = ROME99
+    if not rome99.is_file():
+        raise SystemExit(f"rome99.gr not found at {rome99} (it is kept in the repository)")
 
     binary = ensure_boost()
     cold, warm = cold_start()
