@@ -15,7 +15,9 @@ The interface is small on purpose (a container runtime adds one class):
   supervisor, recognised by pid and start time) or is gone; ``status`` reads its status.
 
 An attempt's output is ``<attempt>.log`` in the logs folder; what supervisors record is in the
-journals there (``journal-<ns>.jsonl``, see ``supervisor.py``), read by ``Journal``.
+journals there (``journal-<ns>.jsonl``, see ``supervisor.py``), read by ``Journal``. The module is over
+400 lines because ``Journal``, ``ForkServer`` and ``Supervision`` are the endpoint's side of one
+protocol with the supervisors; kept together, a change to that protocol is made in one place.
 """
 
 from __future__ import annotations

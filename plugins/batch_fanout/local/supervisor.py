@@ -33,7 +33,9 @@ thing on the path of a short job); only a job with output gets its log file. Aft
 supervisor writes one byte to the endpoint's notification pipe (inherited the same way), so that the
 endpoint reads the journal at once instead of waiting for the supervisor to exit.
 
-Standard library only, so that the fork server starts in milliseconds.
+Standard library only, so that the fork server starts in milliseconds. The module is over 400 lines
+because the fork server and the supervisor are one program: a supervisor is a forked fork server, and
+the descriptors, spares and request lines they share must be read as one.
 """
 
 from __future__ import annotations
