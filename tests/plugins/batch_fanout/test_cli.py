@@ -23,7 +23,7 @@ def test_without_a_project_only_the_providers_commands_exist(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(tmp_path / "no-dags-here"))
-    assert subcommands(cli.build_parser()) == {"settings", "local", "specs"}
+    assert subcommands(cli.build_parser()) == {"images", "local", "settings", "specs"}
 
 
 def test_a_package_in_the_dag_folder_adds_its_commands(
