@@ -4,9 +4,7 @@ while its retryStrategy allows three."""
 
 from __future__ import annotations
 
-import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +18,6 @@ from batch_fanout_job.limits import LEADER_MEMORY_MIB
 PROJECT_SPECS = Path(__file__).resolve().parents[3] / "include" / "specs"
 DEFINITIONS = sorted((PROJECT_SPECS / "job-definitions").glob("*.yaml"))
 QUEUE = "batch-fanout-queue"
-
-
-def own_specs(tmp_path: Path) -> Path:
-    """The project's specs with the job definitions renamed ``<name>-<random>`` (the endpoint is shared)."""
-    target = tmp_path / "specs"
-    shutil.copytree(PROJECT_SPECS, target, ignore=shutil.ignore_patterns("cloudformation"))
-    suffix = uuid.uuid4().hex[:10]
-    for path in (target / "job-definitions").glob("*.yaml"):
-        body = yaml.safe_load(path.read_text())
-        body["jobDefinitionName"] = f"{body['jobDefinitionName']}-{suffix}"
-        path.write_text(yaml.safe_dump(body, sort_keys=False))
-    return target
 
 
 @pytest.mark.parametrize("path", DEFINITIONS, ids=lambda path: path.stem)
@@ -60,10 +46,10 @@ def wait_until_finished(batch_client: Any, job_id: str, timeout: float) -> dict[
 
 
 def test_a_leader_given_a_malformed_graph_fails_once_with_the_bad_input_code(
-    batch_client: Any, tmp_path: Path
+    batch_client: Any, tmp_path: Path, own_specs: Path
 ) -> None:
     outcomes = register_job_definitions(
-        batch_client, SpecSettings(image_registry="local", image_tag="latest"), own_specs(tmp_path)
+        batch_client, SpecSettings(image_registry="local", image_tag="latest"), own_specs
     )
     pinned = {name.rsplit("-", 1)[0]: revision for name, revision in pinned_map(outcomes).items()}
     graph = tmp_path / "bad.gr"

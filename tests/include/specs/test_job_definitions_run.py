@@ -5,31 +5,16 @@ aggregator to a complete report, with the results location given only at submit 
 from __future__ import annotations
 
 import json
-import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from batch_fanout.specs import SpecSettings, pinned_map, register_job_definitions
 
 PROJECT_SPECS = Path(__file__).resolve().parents[3] / "include" / "specs"
 QUEUE = "batch-fanout-queue"
-
-
-def own_specs(tmp_path: Path) -> Path:
-    """The project's specs with the job definitions renamed ``<name>-<random>`` (the endpoint is shared)."""
-    target = tmp_path / "specs"
-    shutil.copytree(PROJECT_SPECS, target, ignore=shutil.ignore_patterns("cloudformation"))
-    suffix = uuid.uuid4().hex[:10]
-    for path in (target / "job-definitions").glob("*.yaml"):
-        body = yaml.safe_load(path.read_text())
-        body["jobDefinitionName"] = f"{body['jobDefinitionName']}-{suffix}"
-        path.write_text(yaml.safe_dump(body, sort_keys=False))
-    return target
 
 
 def wait_until_finished(batch_client: Any, job_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
@@ -45,9 +30,11 @@ def wait_until_finished(batch_client: Any, job_ids: list[str], timeout: float) -
 
 
 @pytest.mark.slow
-def test_registered_definitions_run_the_whole_pipeline(batch_client: Any, tmp_path: Path) -> None:
+def test_registered_definitions_run_the_whole_pipeline(
+    batch_client: Any, tmp_path: Path, own_specs: Path
+) -> None:
     outcomes = register_job_definitions(
-        batch_client, SpecSettings(image_registry="local", image_tag="latest"), own_specs(tmp_path)
+        batch_client, SpecSettings(image_registry="local", image_tag="latest"), own_specs
     )
     pinned = {name.rsplit("-", 1)[0]: revision for name, revision in pinned_map(outcomes).items()}
     results = tmp_path / "results"
