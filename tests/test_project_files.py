@@ -154,3 +154,24 @@ def test_what_the_deployment_image_copies_builds_the_provider_and_places_the_pro
     assert Path("/opt/airflow/dags/batch_fanout_project").parent.parent / relative == Path(
         "/opt/airflow/include/specs"
     )
+
+
+def test_the_deployment_pins_every_optional_provider_the_project_offers() -> None:
+    """A deployment built from requirements.txt can turn on every optional feature by connection
+    alone: each extra of the provider other than the jobs' and the tests' own is pinned there."""
+    import tomllib
+
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pinned = {
+        line.split("==")[0].split("[")[0]
+        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    offered = {
+        re.split(r"[\[<>=!~ ]", requirement)[0]
+        for extra, requirements in extras.items()
+        if extra not in {"jobs", "test"}
+        for requirement in requirements
+    }
+    assert offered, "the provider offers no optional extra: this test has nothing to check"
+    assert offered <= pinned, f"not pinned in requirements.txt: {sorted(offered - pinned)}"
