@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from batch_fanout.local.gpus import gpu_environment
 from batch_fanout.local.jobs import (
     EXITED_REASON,
     OOM_REASON,
@@ -52,6 +53,9 @@ def attempt_request(attempt: Attempt, queue_name: str) -> AttemptRequest:
     if job.index is not None and job.parent is not None:
         variables["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.index)
         variables["AWS_BATCH_JOB_ARRAY_SIZE"] = str(job.parent.array_size)
+    gpus = [int(gpu) for gpu in ((job.current or {}).get("resources") or {}).get("gpus") or []]
+    if gpus:
+        variables.update(gpu_environment(gpus))
     timeout = (spec.get("timeout") or {}).get("attemptDurationSeconds")
     return AttemptRequest(
         attempt.attempt_id,
@@ -63,6 +67,7 @@ def attempt_request(attempt: Attempt, queue_name: str) -> AttemptRequest:
         int(timeout) if timeout else None,
         job_definition=str(spec.get("jobDefinitionName", "")),
         init_process=bool((spec["container"].get("linuxParameters") or {}).get("initProcessEnabled")),
+        gpus=tuple(gpus),
     )
 
 

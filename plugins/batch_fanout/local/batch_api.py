@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from batch_fanout.local import ACCOUNT_ID
+from batch_fanout.local.consumables_api import ConsumablesApi
 from batch_fanout.local.engine import Engine
 from batch_fanout.local.errors import client_error
 from batch_fanout.local.jobs_api import JobsApi
@@ -60,6 +61,7 @@ class BatchApi:
             "UpdateJobQueue": self._update(queues, "jobQueue", self._queue_changes),
             "DeleteJobQueue": self._delete(queues, "jobQueue", self._before_queue_delete),
             **JobsApi(engine).handlers,
+            **ConsumablesApi(engine).handlers,
             "TagResource": self.tag_resource,
             "UntagResource": self.untag_resource,
             "ListTagsForResource": self.list_tags_for_resource,
@@ -174,6 +176,10 @@ class BatchApi:
         name = params["jobDefinitionName"]
         definitions = self.registry.job_definitions
         with self.engine.lock:
+            self.engine.consumables.check_requirements(
+                (params.get("consumableResourceProperties") or {}).get("consumableResourceList") or [],
+                "consumableResourceProperties",
+            )
             revision = definitions.next_revision(name)
             document: dict[str, Any] = {
                 "jobDefinitionName": name,
@@ -191,7 +197,12 @@ class BatchApi:
             document.update(
                 {
                     key: params[key]
-                    for key in ("retryStrategy", "timeout", "schedulingPriority")
+                    for key in (
+                        "retryStrategy",
+                        "timeout",
+                        "schedulingPriority",
+                        "consumableResourceProperties",
+                    )
                     if key in params
                 }
             )

@@ -92,6 +92,7 @@ def serve_command(
     max_log_bytes: int | None = None,
     credentials_file: Path | None = None,
     runtime: str | None = None,
+    gpus: int | None = None,
 ) -> list[str]:
     """The command line that runs the endpoint in the foreground."""
     command = [
@@ -116,6 +117,8 @@ def serve_command(
         command += ["--credentials-file", str(Path(credentials_file).resolve())]
     if runtime is not None:
         command += ["--runtime", runtime]
+    if gpus is not None:
+        command += ["--gpus", str(gpus)]
     return command
 
 
@@ -130,6 +133,7 @@ def start_background(
     credentials_file: Path | None = None,
     runtime: str | None = None,
     timeout: float = START_TIMEOUT_SECONDS,
+    gpus: int | None = None,
 ) -> dict[str, Any]:
     """Start the endpoint in the background (or find it running) and return its state once it answers.
 
@@ -156,6 +160,7 @@ def start_background(
         max_log_bytes=max_log_bytes,
         credentials_file=credentials_file,
         runtime=runtime,
+        gpus=gpus,
     )
     with open(log_path, "ab") as server_log:
         process = subprocess.Popen(
@@ -215,6 +220,7 @@ def _start(args: argparse.Namespace) -> int:
             max_log_bytes=args.max_log_bytes,
             credentials_file=Path(args.credentials_file) if args.credentials_file else None,
             runtime=args.runtime,
+            gpus=args.gpus,
         )
     except RuntimeError as error:
         print(str(error), file=sys.stderr)
@@ -293,6 +299,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_log_bytes=args.max_log_bytes if args.max_log_bytes is not None else DEFAULT_MAX_LOG_BYTES,
         credentials_file=Path(args.credentials_file).resolve() if args.credentials_file else None,
         runtime=args.runtime or "process",
+        gpus=args.gpus,
     )
 
 
@@ -334,6 +341,16 @@ def _env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gpu_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"--gpus must be a whole number of 0 or more, got {value!r}")
+    return count
+
+
 def _common(parser: argparse.ArgumentParser, with_port: bool) -> None:
     parser.add_argument(
         "--data-dir",
@@ -353,6 +370,12 @@ def _common(parser: argparse.ArgumentParser, with_port: bool) -> None:
         )
         parser.add_argument(
             "--vcpus", type=int, help="vCPUs of the default compute environment (default: CPU count)"
+        )
+        parser.add_argument(
+            "--gpus",
+            type=_gpu_count,
+            help="GPUs of the machine that jobs' GPU requirements draw from (default: as many as the "
+            "NVIDIA driver lists, else 0)",
         )
         parser.add_argument(
             "--kill-grace-seconds",

@@ -40,8 +40,10 @@ from batch_fanout.local.attempts import (
     not_started_record,
     outcome,
 )
+from batch_fanout.local.consumables import ConsumableResources
 from batch_fanout.local.errors import client_error
 from batch_fanout.local.faults import Faults
+from batch_fanout.local.gpus import GpuPool, detect_gpus
 from batch_fanout.local.images import ImageResolver
 from batch_fanout.local.jobs import (
     GONE_REASON,
@@ -88,6 +90,7 @@ class Engine:
     :param kill_grace_seconds: time between SIGTERM and SIGKILL when stopping an attempt
     :param max_log_bytes: the size at which a log stream is cut
     :param runtime: how attempts become processes (default: the ``process`` runtime)
+    :param gpus: the machine's GPUs (``None``: as many as the NVIDIA driver lists)
     """
 
     def __init__(  # noqa: PLR0917 - the endpoint's settings, each with a default
@@ -98,6 +101,7 @@ class Engine:
         kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS,
         max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
         runtime: Runtime | None = None,
+        gpus: int | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.logs_dir = data_dir / "logs"
@@ -108,6 +112,9 @@ class Engine:
         self.faults = Faults(self.store, self.lock)
         self.registry.capacity_limit = self.faults.capacity_limit
         self.scheduler = Scheduler(self.registry, self.store)
+        self.gpus = GpuPool(detect_gpus() if gpus is None else gpus)
+        self.consumables = ConsumableResources(self.store)
+        self.scheduler.gates.gates.extend([self.gpus, self.consumables])
         self.runtime: Runtime = runtime or ProcessRuntime(ImageResolver(containers_dir, data_dir))
         self.supervision = Supervision(self.logs_dir, kill_grace_seconds, max_log_bytes)
         self._attempts: dict[str, Attempt] = {}
@@ -151,6 +158,7 @@ class Engine:
             found = self.supervision.find(attempt_id, handle)
             self._attempts[job.job_id] = attempt
             self.scheduler.reserve(attempt.environment, vcpus, memory)
+            self.scheduler.gates.restore(job.job_id, current.get("resources"))
             if found.status is not None:
                 self._complete(attempt, found.status)
             elif found.running is not None:
@@ -277,6 +285,9 @@ class Engine:
             "startedAt": started,
             "computeEnvironment": environment,
         }
+        held = self.scheduler.gates.held.get(job.job_id)
+        if held:
+            job.current["resources"] = held  # GPU ids, consumable quantities: held again after a restart
         job.log_stream = stream
         job.exit_code = None
         job.container_reason = None
@@ -314,6 +325,7 @@ class Engine:
         if self._attempts.get(attempt.job.job_id) is attempt:
             del self._attempts[attempt.job.job_id]
             self.scheduler.release(attempt.environment, attempt.vcpus, attempt.memory_mib)
+            self.scheduler.gates.release(attempt.job.job_id)
         if attempt.pidfd is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(attempt.pidfd)
@@ -397,7 +409,11 @@ class Engine:
 
     def change_tags(self, resource_arn: str, add: dict[str, str], remove: list[str]) -> dict[str, str]:
         """Add and remove tags of a job, definition, queue or compute environment; returns its tags."""
-        found = self.scheduler.tagged(resource_arn) or self.registry.tagged(resource_arn)
+        found = (
+            self.scheduler.tagged(resource_arn)
+            or self.registry.tagged(resource_arn)
+            or self.consumables.tagged(resource_arn)
+        )
         if found is None:
             raise client_error(f"Resource {resource_arn} not found")
         tags, save = found

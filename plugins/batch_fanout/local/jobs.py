@@ -211,6 +211,7 @@ class Job:
             ("timeout", spec.get("timeout")),
             ("schedulingPriority", spec.get("schedulingPriority")),
             ("shareIdentifier", spec.get("shareIdentifier")),
+            ("consumableResourceProperties", spec.get("consumableResourceProperties")),
         ):
             if value is not None:
                 detail[key] = value

@@ -15,6 +15,7 @@ from batch_fanout.local.validation import (
     MAX_DESCRIBE_JOBS,
     MAX_FILTERED_PAGE,
     MAX_LIST_JOBS_PAGE,
+    check_gpu_platform,
     check_submit,
     paged,
 )
@@ -102,6 +103,13 @@ class JobsApi:
                 raise client_error(f"Job definition {definition['jobDefinitionArn']} is INACTIVE")
             dependencies = check_dependencies(params.get("dependsOn") or [], array_size, engine.scheduler)
             spec = job_spec(params, definition, dependencies, region)
+            check_gpu_platform(
+                spec["container"]["resourceRequirements"], spec["platformCapabilities"], "containerOverrides"
+            )
+            engine.consumables.check_requirements(
+                (spec.get("consumableResourceProperties") or {}).get("consumableResourceList") or [],
+                "consumableResourcePropertiesOverride",
+            )
             job, children = new_jobs(
                 engine.scheduler, params["jobName"], queue["jobQueueArn"], region, spec, array_size
             )

@@ -66,6 +66,7 @@ class AttemptRequest:
     :param timeout_seconds: ``timeout.attemptDurationSeconds``, or ``None``
     :param job_definition: the job definition's name (a container runtime labels its container with it)
     :param init_process: ``linuxParameters.initProcessEnabled`` (a container runtime runs an init)
+    :param gpus: the ids of the machine's GPUs the attempt was given
     """
 
     attempt_id: str
@@ -77,6 +78,7 @@ class AttemptRequest:
     timeout_seconds: int | None
     job_definition: str = ""
     init_process: bool = False
+    gpus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

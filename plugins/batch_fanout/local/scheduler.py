@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from batch_fanout.local.gates import Gates
 from batch_fanout.local.jobs import STATES, TERMINAL_STATES, TIMEOUT_REASON, Job, now_ms, retry_decision
 from batch_fanout.local.registry import Registry
 from batch_fanout.local.store import Store
@@ -42,6 +43,7 @@ class Scheduler:
         self._runnable_since: dict[str, int] = {}  # job id -> when it became RUNNABLE
         # A job put back in a queue after its last schedule round (a retry): another round is due.
         self._requeued = False
+        self.gates = Gates()  # GPUs, consumable resources (``gates.py``)
 
     # ---- loading ---------------------------------------------------------------------------
 
@@ -274,10 +276,11 @@ class Scheduler:
                     runnable.popleft()
                     continue
                 environment = self._place(job, environments)
-                if environment is None:
+                if environment is None or not self.gates.fits(job.job_id, job.spec):
                     break
                 runnable.popleft()
                 self.reserve(environment, *self.requirements(job))
+                self.gates.take(job.job_id, job.spec)
                 self.set_status(job, "STARTING")
                 placed.append((job, environment))
         return placed

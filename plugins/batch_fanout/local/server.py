@@ -240,6 +240,7 @@ def serve(
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     credentials_file: Path | None = None,
     runtime: str = "process",
+    gpus: int | None = None,
 ) -> int:
     """Run the endpoint in the foreground until SIGTERM or SIGINT; then stop gracefully.
 
@@ -255,6 +256,7 @@ def serve(
     :param credentials_file: the credentials to verify signatures with (default: the data directory's
         own, created on first start)
     :param runtime: ``process`` (the project's Python) or a container engine, ``podman`` or ``docker``
+    :param gpus: the machine's GPUs (``None``: as many as the NVIDIA driver lists)
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     lock_file = open(data_dir / "endpoint.lock", "w")  # noqa: SIM115 - held for the server's lifetime
@@ -279,7 +281,13 @@ def serve(
             log.error("runtime %s: %s", runtime, error)
             return 1
     engine = Engine(
-        data_dir, containers_dir, vcpus, kill_grace_seconds, max_log_bytes, runtime=container_runtime
+        data_dir,
+        containers_dir,
+        vcpus,
+        kill_grace_seconds,
+        max_log_bytes,
+        runtime=container_runtime,
+        gpus=gpus,
     )
     server = EndpointServer(port, engine, credentials)
     actual_port = server.port

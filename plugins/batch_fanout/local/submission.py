@@ -13,6 +13,7 @@ from typing import Any
 
 import botocore.model
 
+from batch_fanout.local.consumables import merged_requirements
 from batch_fanout.local.errors import client_error
 from batch_fanout.local.jobs import Job, now_ms
 from batch_fanout.local.protocol import service_model
@@ -120,6 +121,11 @@ def job_spec(
         spec["schedulingPriority"] = priority
     if params.get("shareIdentifier"):
         spec["shareIdentifier"] = params["shareIdentifier"]
+    consumables = merged_requirements(
+        definition.get("consumableResourceProperties"), params.get("consumableResourcePropertiesOverride")
+    )
+    if consumables:
+        spec["consumableResourceProperties"] = {"consumableResourceList": consumables}
     return spec
 
 

@@ -135,6 +135,7 @@ def start_endpoint(
     max_log_bytes: int | None = None,
     credentials_file: Path | None = None,
     runtime: str | None = None,
+    gpus: int | None = None,
 ) -> EndpointHandle:
     """Start ``batch-fanout local serve`` as a child process and return once it answers."""
     data_dir = Path(data_dir).resolve()
@@ -149,6 +150,7 @@ def start_endpoint(
         max_log_bytes=max_log_bytes,
         credentials_file=credentials_file,
         runtime=runtime,
+        gpus=gpus,
     )
     with open(log_path, "ab") as server_log:
         process = subprocess.Popen(
@@ -180,6 +182,7 @@ def running_endpoint(
     max_log_bytes: int | None = None,
     credentials_file: Path | None = None,
     runtime: str | None = None,
+    gpus: int | None = None,
 ) -> Iterator[EndpointHandle]:
     """A running local endpoint, stopped gracefully on exit.
 
@@ -192,6 +195,7 @@ def running_endpoint(
     :param max_log_bytes: the size at which a log stream is cut
     :param credentials_file: explicit credentials (default: created in the data directory)
     :param runtime: ``process`` (default), ``podman`` or ``docker``
+    :param gpus: the machine's GPUs (default: as many as the NVIDIA driver lists, none here)
     """
     handle = start_endpoint(
         data_dir,
@@ -202,6 +206,7 @@ def running_endpoint(
         max_log_bytes=max_log_bytes,
         credentials_file=credentials_file,
         runtime=runtime,
+        gpus=gpus,
     )
     try:
         yield handle

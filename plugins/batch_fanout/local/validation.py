@@ -88,6 +88,21 @@ def check_resource_requirements(requirements: list[dict[str, Any]] | None, where
                 number = -1.0
             if number <= 0 or (kind == "MEMORY" and not number.is_integer()):
                 raise client_error(f"Invalid {kind} value {value!r} in {where}.resourceRequirements")
+        elif kind == "GPU" and not (value.isdigit() and int(value) > 0):
+            # A number of physical GPUs: whole, never a fraction of one.
+            raise client_error(
+                f"Invalid GPU value {value!r} in {where}.resourceRequirements: give a whole number of GPUs, 1 or more"
+            )
+
+
+def check_gpu_platform(
+    requirements: list[dict[str, Any]] | None, platforms: list[str] | None, where: str
+) -> None:
+    """AWS: GPUs aren't available for jobs that run on Fargate resources."""
+    if "FARGATE" in (platforms or []) and any(item.get("type") == "GPU" for item in requirements or []):
+        raise client_error(
+            f"Invalid {where}.resourceRequirements: GPUs aren't available for jobs that run on Fargate resources"
+        )
 
 
 def page(
@@ -137,6 +152,9 @@ def check_job_definition(params: dict[str, Any]) -> dict[str, Any]:
         raise client_error(f"Job definition {name}: containerProperties.image is required")
     check_environment(container.get("environment"), "containerProperties.environment")
     check_resource_requirements(container.get("resourceRequirements"), "containerProperties")
+    check_gpu_platform(
+        container.get("resourceRequirements"), params.get("platformCapabilities"), "containerProperties"
+    )
     check_retry_strategy(params.get("retryStrategy"))
     check_timeout(params.get("timeout"))
     return container

@@ -92,7 +92,7 @@ def test_every_other_operation_of_the_model_is_refused_by_name_and_listed_in_the
         lambda: batch.describe_scheduling_policies(
             arns=["arn:aws:batch:us-east-1:123456789012:scheduling-policy/x"]
         ),
-        batch.list_consumable_resources,
+        batch.describe_service_environments,
     ):
         with pytest.raises(ClientError) as raised:
             call()

@@ -1,6 +1,7 @@
 """A tiny job for the local endpoint's tests: each argument is one step, run in order.
 
-Steps: ``print:TEXT``, ``env`` (prints the AWS_BATCH_* variables as JSON), ``touch:PATH`` (creates a
+Steps: ``print:TEXT``, ``env`` (prints the AWS_BATCH_* variables as JSON), ``print-env:NAME`` (prints
+``NAME=<value>``, empty when unset), ``touch:PATH`` (creates a
 file), ``pidfile:DIR`` (writes its pid to ``DIR/<index>-<attempt>.pid``), ``wait:PATH`` (waits, at most 60 s, until a file exists), ``append:PATH`` (appends
 ``<index> <start-ns>`` to a file), ``fail-until-attempt:N`` (exits 3 while the attempt number is below
 N), ``exit:CODE``, ``exit-index:I:CODE`` (exits CODE in array child I), ``ignore-sigterm``, ``trap-sigterm`` (prints and exits 143 on SIGTERM),
@@ -32,6 +33,8 @@ def main(steps: list[str]) -> int:
         name, _, value = step.partition(":")
         if name == "print":
             print(value, flush=True)
+        elif name == "print-env":
+            print(f"{value}={os.environ.get(value, '')}", flush=True)
         elif name == "env":
             variables = {key: val for key, val in os.environ.items() if key.startswith("AWS_BATCH_")}
             variables["PWD"] = os.getcwd()
