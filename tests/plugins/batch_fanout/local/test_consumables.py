@@ -328,3 +328,17 @@ def test_resources_and_what_running_jobs_hold_survive_a_restart(
         assert _quantities(batch, "credits") == (1, 0, 1)
     finally:
         handle.stop()
+
+
+def test_a_replenishable_quantity_comes_back_after_each_failed_attempt(
+    batch: Any, wait_status: WaitStatus
+) -> None:
+    queue = _queue(batch, "flaky")
+    batch.create_consumable_resource(consumableResourceName="one-seat", totalQuantity=1)
+    definition = _definition(batch, "flaky-seat", ("one-seat", 1))
+    flaky = _submit(batch, definition, "exit:3", queue=queue, retryStrategy={"attempts": 2})
+    after = _submit(batch, definition, "print:after", queue=queue)
+    failed = wait_status(flaky)
+    assert failed["status"] == "FAILED" and len(failed["attempts"]) == 2
+    assert wait_status(after)["status"] == "SUCCEEDED"
+    assert _quantities(batch, "one-seat") == (1, 0, 1)

@@ -9,6 +9,7 @@ print the variables they were given.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -246,3 +247,48 @@ def test_detection_falls_back_to_nvidia_smi_and_then_to_none(
     assert detect_gpus(tmp_path / "no-driver") == 0
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert detect_gpus(tmp_path / "no-driver") == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "all"])
+def test_the_gpus_flag_takes_a_whole_number(tmp_path: Path, value: str) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batch_fanout.cli",
+            "local",
+            "start",
+            "--data-dir",
+            str(tmp_path),
+            "--gpus",
+            value,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"--gpus must be a whole number of 0 or more, got {value!r}" in result.stderr
+    assert not (tmp_path / "endpoint.json").exists()
+
+
+def test_gpus_come_back_after_failed_attempts_and_retries(
+    batch: Any, wait_status: WaitStatus, read_log: ReadLog
+) -> None:
+    definition = _gpu_definition(batch, "flaky-gpu", "2")
+    job_id = str(
+        batch.submit_job(
+            jobName="flaky",
+            jobQueue=QUEUE,
+            jobDefinition=definition,
+            retryStrategy={"attempts": 3},
+            containerOverrides={"command": ["python", "testjob.py", *PRINT_GPUS, "fail-until-attempt:3"]},
+        )["jobId"]
+    )
+    job = wait_status(job_id)
+    assert job["status"] == "SUCCEEDED" and len(job["attempts"]) == 3
+    for attempt in job["attempts"]:
+        assert _variables(read_log(attempt["container"]["logStreamName"]))["CUDA_VISIBLE_DEVICES"] == "0,1"
+    # Both GPUs are free again: another two-GPU job runs.
+    assert wait_status(_submit(batch, definition, "print:after"))["status"] == "SUCCEEDED"
