@@ -4,6 +4,9 @@ NON_REPLENISHABLE ones used up, overrides at submission, and persistence across 
 
 from __future__ import annotations
 
+import http.client
+import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from batch_fanout.local.testing import start_endpoint
+from batch_fanout.local.testing import EndpointHandle, start_endpoint
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/batch-fanout/testjob:latest"
 QUEUE = "batch-fanout-queue"
@@ -342,3 +345,76 @@ def test_a_replenishable_quantity_comes_back_after_each_failed_attempt(
     assert failed["status"] == "FAILED" and len(failed["attempts"]) == 2
     assert wait_status(after)["status"] == "SUCCEEDED"
     assert _quantities(batch, "one-seat") == (1, 0, 1)
+
+
+def _mutated(rng: random.Random, document: Any) -> Any:
+    """``document`` with one member replaced, at any depth, by a value of another JSON type."""
+    if isinstance(document, dict) and document and rng.random() < 0.8:
+        copy = dict(document)
+        key = rng.choice(list(copy))
+        copy[key] = _mutated(rng, copy[key])
+        return copy
+    if isinstance(document, list) and document and rng.random() < 0.8:
+        return [_mutated(rng, item) for item in document]
+    return rng.choice(
+        [None, True, -1, 0, 2**63, 1.5, "", "x" * 200, "arn:aws:batch:x", [], [1], {}, {"a": 1}]
+    )
+
+
+def test_mutated_consumable_and_gpu_requests_get_client_errors_never_a_server_error(
+    endpoint: EndpointHandle, batch: Any
+) -> None:
+    batch.create_consumable_resource(consumableResourceName="fuzzed", totalQuantity=3)
+    needs = {"consumableResourceList": [{"consumableResource": "fuzzed", "quantity": 1}]}
+    valid = {
+        "/v1/createconsumableresource": {
+            "consumableResourceName": "fuzz-new",
+            "totalQuantity": 2,
+            "resourceType": "NON_REPLENISHABLE",
+            "tags": {"a": "b"},
+        },
+        "/v1/updateconsumableresource": {
+            "consumableResource": "fuzzed",
+            "operation": "ADD",
+            "quantity": 1,
+            "clientToken": "t",
+        },
+        "/v1/describeconsumableresource": {"consumableResource": "fuzzed"},
+        "/v1/listconsumableresources": {
+            "filters": [{"name": "CONSUMABLE_RESOURCE_NAME", "values": ["fuzz*"]}],
+            "maxResults": 10,
+        },
+        "/v1/listjobsbyconsumableresource": {
+            "consumableResource": "fuzzed",
+            "filters": [{"name": "JOB_STATUS", "values": ["RUNNABLE"]}],
+        },
+        "/v1/registerjobdefinition": {
+            "jobDefinitionName": "fuzz-def",
+            "type": "container",
+            "containerProperties": {
+                "image": IMAGE,
+                "command": ["python", "testjob.py"],
+                "resourceRequirements": [{"type": "GPU", "value": "1"}, {"type": "VCPU", "value": "1"}],
+            },
+            "consumableResourceProperties": needs,
+        },
+    }
+    rng = random.Random(20261201)
+    connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=10)
+    statuses: dict[int, int] = {}
+    for _ in range(600):
+        path = rng.choice(list(valid))
+        body = json.dumps(_mutated(rng, valid[path])).encode()
+        headers = endpoint.signed_headers("POST", path, body, {"Content-Type": "application/json"})
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        payload = response.read()
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+        assert response.status < 500, (path, body[:300], payload[:300])
+        if response.status >= 400:
+            assert json.loads(payload)["__type"] == "ClientException"
+    connection.close()
+    assert statuses.get(400, 0) > 100 and statuses.get(200, 0) > 10
+    assert (
+        batch.describe_consumable_resource(consumableResource="fuzzed")["consumableResourceName"] == "fuzzed"
+    )
