@@ -106,9 +106,14 @@ class JobsApi:
             check_gpu_platform(
                 spec["container"]["resourceRequirements"], spec["platformCapabilities"], "containerOverrides"
             )
+            override = params.get("consumableResourcePropertiesOverride") or {}
+            engine.consumables.check_requirements(
+                override.get("consumableResourceList") or [], "consumableResourcePropertiesOverride"
+            )
+            # The merged list: a resource of the definition may have been deleted since.
             engine.consumables.check_requirements(
                 (spec.get("consumableResourceProperties") or {}).get("consumableResourceList") or [],
-                "consumableResourcePropertiesOverride",
+                "consumableResourceProperties",
             )
             job, children = new_jobs(
                 engine.scheduler, params["jobName"], queue["jobQueueArn"], region, spec, array_size

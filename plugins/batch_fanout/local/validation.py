@@ -88,7 +88,7 @@ def check_resource_requirements(requirements: list[dict[str, Any]] | None, where
                 number = -1.0
             if number <= 0 or (kind == "MEMORY" and not number.is_integer()):
                 raise client_error(f"Invalid {kind} value {value!r} in {where}.resourceRequirements")
-        elif kind == "GPU" and not (value.isdigit() and int(value) > 0):
+        elif kind == "GPU" and not (re.fullmatch(r"[0-9]+", value) and int(value) > 0):
             # A number of physical GPUs: whole, never a fraction of one.
             raise client_error(
                 f"Invalid GPU value {value!r} in {where}.resourceRequirements: give a whole number of GPUs, 1 or more"

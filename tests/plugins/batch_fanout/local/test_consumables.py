@@ -236,6 +236,10 @@ def test_job_definitions_and_submissions_are_checked_and_overrides_merge_by_reso
     assert "Consumable resource tokens not found" in _error(
         lambda: batch.list_jobs_by_consumable_resource(consumableResource="tokens")
     )
+    # The definition still names it: a submission says which list holds what is gone.
+    assert "consumableResourceProperties: consumable resource tokens not found" in _error(
+        lambda: _submit(batch, definition, "print:x")
+    )
 
 
 def test_a_replenishable_resource_is_held_while_a_job_runs_and_returned_at_its_end(

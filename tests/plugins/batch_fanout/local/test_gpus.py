@@ -75,7 +75,12 @@ PRINT_GPUS = ("print-env:CUDA_VISIBLE_DEVICES", "print-env:NVIDIA_VISIBLE_DEVICE
 
 @pytest.mark.parametrize(
     ("value", "where"),
-    [("1.5", "containerProperties"), ("0", "containerProperties"), ("two", "containerProperties")],
+    [
+        ("1.5", "containerProperties"),
+        ("0", "containerProperties"),
+        ("two", "containerProperties"),
+        ("²", "containerProperties"),
+    ],
 )
 def test_a_gpu_requirement_must_be_a_whole_number_of_gpus(batch: Any, value: str, where: str) -> None:
     with pytest.raises(ClientError) as raised:
