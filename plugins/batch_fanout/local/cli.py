@@ -79,6 +79,7 @@ def running_state(data_dir: Path) -> dict[str, Any] | None:
     if status is None or status.get("pid") != state["pid"]:
         return None
     state["counts"] = status.get("counts", {})
+    state["gpus"] = status.get("gpus") or {}
     return state
 
 
@@ -248,6 +249,9 @@ def _status(args: argparse.Namespace) -> int:
     print(state["url"])
     for status, count in state["counts"].items():
         print(f"{status:<10} {count}")
+    gpus = state["gpus"]
+    if gpus.get("count"):
+        print(f"GPUs       {len(gpus.get('inUse') or [])} of {gpus['count']} in use")
     return 0
 
 

@@ -113,6 +113,7 @@ class Engine:
         self.registry.capacity_limit = self.faults.capacity_limit
         self.scheduler = Scheduler(self.registry, self.store)
         self.gpus = GpuPool(detect_gpus() if gpus is None else gpus)
+        log.info("%d GPUs (%s)", self.gpus.count, "detected" if gpus is None else "given with --gpus")
         self.consumables = ConsumableResources(self.store)
         self.scheduler.gates.gates.extend([self.gpus, self.consumables])
         self.runtime: Runtime = runtime or ProcessRuntime(ImageResolver(containers_dir, data_dir))
@@ -442,6 +443,11 @@ class Engine:
     def counts(self) -> dict[str, int]:
         with self.lock:
             return self.scheduler.counts()
+
+    def gpu_status(self) -> dict[str, Any]:
+        """The machine's GPUs and the ids running attempts hold (for ``/_local/status``)."""
+        with self.lock:
+            return {"count": self.gpus.count, "inUse": sorted(self.gpus.in_use())}
 
     # ---- stopping --------------------------------------------------------------------------
 

@@ -81,8 +81,11 @@ class GpuPool:
         self.count = count
         self.held: dict[str, list[int]] = {}
 
+    def in_use(self) -> set[int]:
+        return {gpu for ids in self.held.values() for gpu in ids}
+
     def free(self) -> list[int]:
-        taken = {gpu for ids in self.held.values() for gpu in ids}
+        taken = self.in_use()
         return [gpu for gpu in range(self.count) if gpu not in taken]
 
     def fits(self, job_id: str, spec: dict[str, Any]) -> bool:

@@ -203,7 +203,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         return handler(params, self._signed_region)
 
     def _status(self) -> dict[str, Any]:
-        return {"counts": self.server.engine.counts(), "pid": os.getpid()}
+        return {
+            "counts": self.server.engine.counts(),
+            "pid": os.getpid(),
+            "gpus": self.server.engine.gpu_status(),
+        }
 
     def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload, separators=(",", ":")).encode()

@@ -112,7 +112,7 @@ def test_gpus_are_refused_on_fargate(batch: Any) -> None:
 
 
 def test_each_job_gets_distinct_gpus_and_a_third_waits_until_one_is_freed(
-    batch: Any, wait_status: WaitStatus, read_log: ReadLog, tmp_path: Path
+    endpoint: EndpointHandle, batch: Any, wait_status: WaitStatus, read_log: ReadLog, tmp_path: Path
 ) -> None:
     definition = _gpu_definition(batch)
     release = tmp_path / "release"
@@ -122,6 +122,16 @@ def test_each_job_gets_distinct_gpus_and_a_third_waits_until_one_is_freed(
     third = _submit(batch, definition, *PRINT_GPUS)
     # vCPUs and memory are plenty: the GPUs alone hold it back.
     assert wait_status(third, ("RUNNABLE",))["status"] == "RUNNABLE"
+    status = endpoint.status()
+    assert status is not None and status["gpus"] == {"count": 2, "inUse": [0, 1]}
+    shown = subprocess.run(
+        [sys.executable, "-m", "batch_fanout.cli", "local", "status", "--data-dir", str(endpoint.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "GPUs       2 of 2 in use" in shown.stdout.splitlines()
     # An override of another type merges by type: the definition's GPU requirement stays.
     vcpu_override = _submit(
         batch, definition, *PRINT_GPUS, resourceRequirements=[{"type": "VCPU", "value": "1"}]
@@ -139,6 +149,8 @@ def test_each_job_gets_distinct_gpus_and_a_third_waits_until_one_is_freed(
     merged = wait_status(vcpu_override)
     assert merged["status"] == "SUCCEEDED"
     assert {"type": "GPU", "value": "1"} in merged["container"]["resourceRequirements"]
+    status = endpoint.status()  # every GPU job has ended: every id is free again
+    assert status is not None and status["gpus"] == {"count": 2, "inUse": []}
 
 
 def test_a_job_without_a_gpu_requirement_sees_no_gpu_and_a_two_gpu_job_gets_both(
