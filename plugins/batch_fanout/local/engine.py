@@ -115,7 +115,7 @@ class Engine:
         self.gpus = GpuPool(detect_gpus() if gpus is None else gpus)
         log.info("%d GPUs (%s)", self.gpus.count, "detected" if gpus is None else "given with --gpus")
         self.consumables = ConsumableResources(self.store)
-        self.scheduler.gates.gates.extend([self.gpus, self.consumables])
+        self.scheduler.gates.add(self.gpus, self.consumables)
         self.runtime: Runtime = runtime or ProcessRuntime(ImageResolver(containers_dir, data_dir))
         self.supervision = Supervision(self.logs_dir, kill_grace_seconds, max_log_bytes)
         self._attempts: dict[str, Attempt] = {}

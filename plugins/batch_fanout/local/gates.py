@@ -32,6 +32,9 @@ class Gates:
         self.gates: list[Gate] = list(gates or [])
         self.held: dict[str, dict[str, Any]] = {}
 
+    def add(self, *gates: Gate) -> None:
+        self.gates.extend(gates)
+
     def fits(self, job_id: str, spec: dict[str, Any]) -> bool:
         return all(gate.fits(job_id, spec) for gate in self.gates)
 
