@@ -17,8 +17,14 @@ from batch_fanout.local import ACCOUNT_ID
 from batch_fanout.local.consumables_api import ConsumablesApi
 from batch_fanout.local.engine import Engine
 from batch_fanout.local.errors import client_error
+from batch_fanout.local.fair_share import (
+    SchedulingPoliciesApi,
+    check_queue_policy,
+    check_scheduling_priority,
+)
 from batch_fanout.local.jobs_api import JobsApi
 from batch_fanout.local.registry import NamedResources, arn
+from batch_fanout.local.time_limits import check_time_limit_actions
 from batch_fanout.local.validation import (
     MAX_SUBMIT_BYTES,
     check_compute_environment,
@@ -62,6 +68,7 @@ class BatchApi:
             "DeleteJobQueue": self._delete(queues, "jobQueue", self._before_queue_delete),
             **JobsApi(engine).handlers,
             **ConsumablesApi(engine).handlers,
+            **SchedulingPoliciesApi(self.registry, engine.lock, _copy).handlers,
             "TagResource": self.tag_resource,
             "UntagResource": self.untag_resource,
             "ListTagsForResource": self.list_tags_for_resource,
@@ -139,6 +146,11 @@ class BatchApi:
 
     def _queue_changes(self, params: dict[str, Any]) -> dict[str, Any]:
         changes: dict[str, Any] = {key: params[key] for key in ("state", "priority") if key in params}
+        if "schedulingPolicyArn" in params:
+            queue = self.registry.job_queues.get(params["jobQueue"], client_error)
+            changes["schedulingPolicyArn"] = check_queue_policy(self.registry, queue, params)
+        if "jobStateTimeLimitActions" in params:
+            changes["jobStateTimeLimitActions"] = check_time_limit_actions(params["jobStateTimeLimitActions"])
         if params.get("computeEnvironmentOrder"):
             changes["computeEnvironmentOrder"] = self._check_order(params["computeEnvironmentOrder"])
         return changes
@@ -173,6 +185,7 @@ class BatchApi:
 
     def register_job_definition(self, params: dict[str, Any], region: str) -> dict[str, Any]:
         container = check_job_definition(params)
+        check_scheduling_priority(params.get("schedulingPriority"), "schedulingPriority")
         name = params["jobDefinitionName"]
         definitions = self.registry.job_definitions
         with self.engine.lock:
@@ -290,8 +303,13 @@ class BatchApi:
                 "tags": params.get("tags", {}),
                 "jobQueueType": "ECS",
             }
-            if "schedulingPolicyArn" in params:
-                document["schedulingPolicyArn"] = params["schedulingPolicyArn"]
+            policy_arn = check_queue_policy(self.registry, None, params)
+            if policy_arn:
+                document["schedulingPolicyArn"] = policy_arn
+            if params.get("jobStateTimeLimitActions"):
+                document["jobStateTimeLimitActions"] = check_time_limit_actions(
+                    params["jobStateTimeLimitActions"]
+                )
             self.registry.job_queues.save(document)
         return {"jobQueueName": name, "jobQueueArn": document["jobQueueArn"]}
 

@@ -210,7 +210,8 @@ class Engine:
     def _loop(self) -> None:
         while True:
             with self.lock:
-                timeout = 0.0 if self.scheduler.has_work else None
+                # A queue's time limit falling due is the one thing the loop waits for by time.
+                timeout = 0.0 if self.scheduler.has_work else self.scheduler.next_deadline_seconds()
             events = self._selector.select(timeout)
             launches: list[Launch] = []
             with self.lock:

@@ -9,6 +9,7 @@ from typing import Any
 
 from batch_fanout.local.engine import Engine
 from batch_fanout.local.errors import client_error
+from batch_fanout.local.fair_share import TOP_SHARES, check_submit_share
 from batch_fanout.local.jobs import Job, now_ms
 from batch_fanout.local.submission import check_dependencies, job_spec, new_jobs
 from batch_fanout.local.validation import (
@@ -101,6 +102,7 @@ class JobsApi:
                 raise client_error(f"Job definition {params['jobDefinition']} not found")
             if definition["status"] != "ACTIVE":
                 raise client_error(f"Job definition {definition['jobDefinitionArn']} is INACTIVE")
+            check_submit_share(params, queue)
             dependencies = check_dependencies(params.get("dependsOn") or [], array_size, engine.scheduler)
             spec = job_spec(params, definition, dependencies, region)
             check_gpu_platform(
@@ -205,14 +207,24 @@ class JobsApi:
             queue = self.registry.job_queues.get(params["jobQueue"], client_error)
             front = self.engine.scheduler.front_of_queue(queue["jobQueueArn"], SNAPSHOT_JOBS)
             used = self.engine.queue_vcpus(queue["jobQueueArn"])
+            shares = self.engine.scheduler.shares.shares_in_use(queue["jobQueueArn"])
         stamp = now_ms()
+        utilization: dict[str, Any] = {
+            "totalCapacityUsage": [{"capacityUnit": "VCPU", "quantity": used}],
+            "lastUpdatedAt": stamp,
+        }
+        if queue.get("schedulingPolicyArn"):
+            utilization["fairshareUtilization"] = {
+                "activeShareCount": len(shares),
+                "topCapacityUtilization": [
+                    {"shareIdentifier": share, "capacityUsage": [{"capacityUnit": "VCPU", "quantity": vcpus}]}
+                    for share, vcpus in shares[:TOP_SHARES]
+                ],
+            }
         return {
             "frontOfQueue": {
                 "jobs": [{"jobArn": job.job_arn, "earliestTimeAtPosition": since} for job, since in front],
                 "lastUpdatedAt": stamp,
             },
-            "queueUtilization": {
-                "totalCapacityUsage": [{"capacityUnit": "VCPU", "quantity": used}],
-                "lastUpdatedAt": stamp,
-            },
+            "queueUtilization": utilization,
         }

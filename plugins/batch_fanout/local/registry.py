@@ -1,4 +1,5 @@
-"""The registry: compute environments, job queues and job definitions, kept in memory and in the store.
+"""The registry: compute environments, job queues, job definitions and scheduling policies, kept in
+memory and in the store.
 
 Resources are AWS's own documents (the shapes DescribeComputeEnvironments, DescribeJobQueues and
 DescribeJobDefinitions return). The registry owns them: the API layer asks it to create, change or
@@ -54,6 +55,7 @@ COMPUTE_ENVIRONMENT = Kind(
     "compute-environment", "computeEnvironmentName", "computeEnvironmentArn", "Compute environment"
 )
 JOB_QUEUE = Kind("job-queue", "jobQueueName", "jobQueueArn", "Job queue")
+SCHEDULING_POLICY = Kind("scheduling-policy", "name", "arn", "Scheduling policy")
 
 
 class NamedResources:
@@ -170,6 +172,7 @@ class Registry:
         self.compute_environments = NamedResources(COMPUTE_ENVIRONMENT, store)
         self.job_queues = NamedResources(JOB_QUEUE, store)
         self.job_definitions = JobDefinitions(store)
+        self.scheduling_policies = NamedResources(SCHEDULING_POLICY, store)
         self.machine_memory_mib = machine_memory_mib()
         # Faults on demand can take capacity away (see ``faults``): name -> vCPUs at most, or None.
         self.capacity_limit: Callable[[str], float | None] = lambda name: None
@@ -252,7 +255,7 @@ class Registry:
         definition = self.job_definitions.by_arn(resource_arn)
         if definition is not None:
             return definition.setdefault("tags", {}), lambda: self.job_definitions.save(definition)
-        for resources in (self.job_queues, self.compute_environments):
+        for resources in (self.job_queues, self.compute_environments, self.scheduling_policies):
             document = resources.find(resource_arn)
             if document is not None and resource_arn.startswith("arn:"):
                 return document.setdefault("tags", {}), functools.partial(resources.save, document)

@@ -3,6 +3,8 @@
 It owns the jobs. Dependencies are tracked by reverse index (a job registers on the ids it waits for and
 is evaluated again only when one of them ends), array parents' summaries are counters, and runnable jobs
 wait in a FIFO per queue, so that releasing child *i* of an ``N_TO_N`` array costs the same whatever *i*.
+A queue with a scheduling policy keeps them by share instead (``fair_share``); queues'
+``jobStateTimeLimitActions`` watch each queue's head (``time_limits``).
 The engine calls it under its lock; it never blocks.
 """
 
@@ -13,10 +15,21 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from batch_fanout.local.clock import SchedulingClock
+from batch_fanout.local.fair_share import FairShareQueue, ShareUsage
 from batch_fanout.local.gates import Gates
-from batch_fanout.local.jobs import STATES, TERMINAL_STATES, TIMEOUT_REASON, Job, now_ms, retry_decision
+from batch_fanout.local.jobs import (
+    ACTIVE_STATES,
+    STATES,
+    TERMINAL_STATES,
+    TIMEOUT_REASON,
+    Job,
+    now_ms,
+    retry_decision,
+)
 from batch_fanout.local.registry import Registry
 from batch_fanout.local.store import Store
+from batch_fanout.local.time_limits import TimeLimits
 
 WAITING_STATES = ("SUBMITTED", "PENDING", "RUNNABLE")
 
@@ -38,12 +51,18 @@ class Scheduler:
         self.next_seq = 0
         self._to_evaluate: collections.deque[Job] = collections.deque()
         self._waiters: dict[str, list[Job]] = {}
-        self._runnable: dict[str, collections.deque[Job]] = {}
+        self._runnable: dict[str, collections.deque[Job] | FairShareQueue] = {}
         self._dirty: dict[str, Job] = {}
         self._runnable_since: dict[str, int] = {}  # job id -> when it became RUNNABLE
         # A job put back in a queue after its last schedule round (a retry): another round is due.
         self._requeued = False
         self.gates = Gates()  # GPUs, consumable resources (``gates.py``)
+        # Fair-share usage and queues' time limits wait on the scheduling clock (tests advance it).
+        self.clock = SchedulingClock(store)
+        self.shares = ShareUsage(
+            self.clock, lambda queue_arn: int(self._policy(queue_arn).get("shareDecaySeconds") or 0)
+        )
+        self.time_limits = TimeLimits(self.clock)
 
     # ---- loading ---------------------------------------------------------------------------
 
@@ -75,6 +94,8 @@ class Scheduler:
                     job.summary[child.status] += 1
             elif job.status in ("STARTING", "RUNNING"):
                 active.append(job)
+                if job.spec.get("shareIdentifier"):
+                    self.shares.started(job)
             elif job.status in ("SUBMITTED", "PENDING"):
                 self._to_evaluate.append(job)
             elif job.status == "RUNNABLE":
@@ -104,6 +125,11 @@ class Scheduler:
             self._runnable_since.setdefault(job.job_id, now_ms())
         elif old == "RUNNABLE":
             self._runnable_since.pop(job.job_id, None)
+        if not job.is_parent and job.spec.get("shareIdentifier"):
+            if status in ACTIVE_STATES and old not in ACTIVE_STATES:
+                self.shares.started(job)
+            elif old in ACTIVE_STATES and status not in ACTIVE_STATES:
+                self.shares.stopped(job)
         parent = job.parent
         if parent is not None and old != status:
             assert parent.summary is not None
@@ -209,11 +235,24 @@ class Scheduler:
         self.set_status(job, "RUNNABLE")
         self.runnable_queue(job.queue_arn).append(job)
 
-    def runnable_queue(self, queue_arn: str) -> collections.deque[Job]:
+    def runnable_queue(self, queue_arn: str) -> collections.deque[Job] | FairShareQueue:
         queue = self._runnable.get(queue_arn)
-        if queue is None:
-            queue = self._runnable[queue_arn] = collections.deque()
+        document = self.registry.job_queues.find(queue_arn)
+        fair_share = bool(document and document.get("schedulingPolicyArn"))
+        # A queue's kind never changes (AWS's rule), but a deleted queue's name can come back as the other.
+        if queue is None or isinstance(queue, FairShareQueue) != fair_share:
+            if fair_share:
+                queue = FairShareQueue(queue_arn, functools.partial(self._policy, queue_arn), self.shares)
+            else:
+                queue = collections.deque()
+            self._runnable[queue_arn] = queue
         return queue
+
+    def _policy(self, queue_arn: str) -> dict[str, Any]:
+        """The fair-share policy of a queue now (policies can be updated)."""
+        queue = self.registry.job_queues.find(queue_arn) or {}
+        policy = self.registry.scheduling_policies.find(queue.get("schedulingPolicyArn") or "") or {}
+        return dict(policy.get("fairsharePolicy") or {})
 
     def front_of_queue(self, queue_arn: str, limit: int) -> list[tuple[Job, int]]:
         """The first ``limit`` RUNNABLE jobs of a queue in dispatch order, with when each became RUNNABLE."""
@@ -265,11 +304,17 @@ class Scheduler:
             (queue for queue in self.registry.job_queues.all() if queue.get("state") == "ENABLED"),
             key=lambda queue: -int(queue.get("priority", 0)),
         )
+        self.time_limits.retain({queue["jobQueueArn"] for queue in queues})
         for queue in queues:
             runnable = self._runnable.get(queue["jobQueueArn"])
             if not runnable:
+                self.time_limits.check(queue, None, self.cancel)
                 continue
             environments = self.registry.queue_environments(queue)
+            if isinstance(runnable, FairShareQueue):
+                self._schedule_fair_share(queue, runnable, environments, placed)
+                self._check_time_limits(queue, runnable.head())
+                continue
             while runnable:
                 job = runnable[0]
                 if job.status != "RUNNABLE":
@@ -283,7 +328,51 @@ class Scheduler:
                 self.gates.take(job.job_id, job.spec)
                 self.set_status(job, "STARTING")
                 placed.append((job, environment))
+            # The first job that does not fit holds the queue: it is the head that time limits watch.
+            self._check_time_limits(queue, runnable[0] if runnable else None)
         return placed
+
+    def _check_time_limits(self, queue: dict[str, Any], head: Job | None) -> None:
+        if self.time_limits.check(queue, head, self.cancel):
+            self._requeued = True  # the next job is at the head now: its time starts
+
+    def _schedule_fair_share(
+        self,
+        queue: dict[str, Any],
+        runnable: FairShareQueue,
+        environments: list[dict[str, Any]],
+        placed: list[tuple[Job, str]],
+    ) -> None:
+        """By share usage and weight, then priority, then submission order (``fair_share``)."""
+        capacity = sum(self.registry.capacity(environment)[0] for environment in environments)
+        chosen: dict[str, str] = {}
+
+        def fits(job: Job) -> bool:
+            environment = self._place(job, environments)
+            if environment is None or not self.gates.fits(job.job_id, job.spec):
+                return False
+            chosen[job.job_id] = environment
+            return True
+
+        while True:
+            used = sum(
+                vcpus
+                for (queue_arn, _), vcpus in self.shares.running.items()
+                if queue_arn == queue["jobQueueArn"]
+            )
+            job = runnable.take(fits, capacity, used)
+            if job is None:
+                return
+            environment = chosen.pop(job.job_id)
+            self.reserve(environment, *self.requirements(job))
+            self.gates.take(job.job_id, job.spec)
+            self.set_status(job, "STARTING")
+            placed.append((job, environment))
+
+    def next_deadline_seconds(self) -> float | None:
+        """Seconds until a queue's time limit falls due (for the engine's wait), or ``None``."""
+        deadline = self.time_limits.next_deadline_ms()
+        return None if deadline is None else max(0.0, (deadline - self.clock.now_ms()) / 1000)
 
     # ---- attempts' ends --------------------------------------------------------------------
 

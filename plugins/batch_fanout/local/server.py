@@ -35,6 +35,7 @@ PID_FILE = "endpoint.pid"
 STATUS_PATH = "/_local/status"
 FAULTS_PATH = "/_local/faults"
 LOCAL_PREFIX = "/_local/"
+CLOCK_PATH = "/_local/clock"
 
 
 class EndpointServer(ThreadingHTTPServer):
@@ -137,6 +138,14 @@ class RequestHandler(BaseHTTPRequestHandler):
                     faults.replace(self._decode(body, "ClientException"))
                     self.server.engine.wake()  # capacity may have changed
                 self._send(200, faults.current())
+                return
+            if self.path == CLOCK_PATH and self.command in ("GET", "PUT"):
+                clock = self.server.engine.scheduler.clock
+                if self.command == "PUT":
+                    with self.server.engine.lock:
+                        clock.advance(self._decode(body, "ClientException"))
+                    self.server.engine.wake()  # time limits may have fallen due
+                self._send(200, clock.current())
                 return
             if self.path.startswith(LOCAL_PREFIX):
                 if self.path != STATUS_PATH or self.command != "GET":

@@ -18,6 +18,7 @@ from typing import Any
 from batch_fanout.local import DEFAULT_REGION
 from batch_fanout.local.auth import LocalCredentials, credentials_for_data_dir, signed_headers
 from batch_fanout.local.cli import SERVER_LOG, fetch_status, running_state, serve_command
+from batch_fanout.local.clock import exchange_clock
 from batch_fanout.local.faults import exchange_faults
 
 START_TIMEOUT_SECONDS = 60.0
@@ -61,6 +62,13 @@ class EndpointHandle:
     def faults(self, document: dict[str, Any] | None = None) -> dict[str, Any]:
         """The endpoint's faults on demand, after replacing them with ``document`` if given."""
         return exchange_faults(self.url, self.credentials, document)
+
+    def advance_clock(self, seconds: float | None = None) -> dict[str, int]:
+        """The endpoint's scheduling clock (``nowMs``, ``offsetMs``), after moving it ``seconds`` forward.
+
+        Queues' ``jobStateTimeLimitActions`` and fair-share decay read this clock (``clock.py``).
+        """
+        return exchange_clock(self.url, self.credentials, seconds)
 
     def connection(self, region: str = DEFAULT_REGION, **extra: Any) -> dict[str, Any]:
         """An Airflow ``aws`` connection for this endpoint (for ``AIRFLOW_CONN_<ID>`` as JSON).

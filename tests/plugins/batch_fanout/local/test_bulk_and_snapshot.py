@@ -87,15 +87,9 @@ def test_every_other_operation_of_the_model_is_refused_by_name_and_listed_in_the
     unsupported = sorted(set(service_model("batch").operation_names) - handled)
     assert _documented("Batch:") == sorted(handled)
     assert _documented("Not supported") == unsupported
-    for call in (
-        batch.list_scheduling_policies,
-        lambda: batch.describe_scheduling_policies(
-            arns=["arn:aws:batch:us-east-1:123456789012:scheduling-policy/x"]
-        ),
-        batch.describe_service_environments,
-    ):
+    for call in (batch.describe_service_environments, batch.list_service_jobs):
         with pytest.raises(ClientError) as raised:
             call()
         assert raised.value.response["Error"]["Code"] == "ClientException"
         assert "is not supported by the local endpoint" in raised.value.response["Error"]["Message"]
-    assert "ListSchedulingPolicies" in unsupported
+    assert "ListServiceJobs" in unsupported

@@ -98,11 +98,23 @@ def test_job_definition_filter_by_name_prefix_and_arn(
 def test_share_identifier_filter_combines_with_job_status(
     batch: Any, submit: Submit, wait_status: WaitStatus
 ) -> None:
-    ok = submit(name="shared", shareIdentifier="teamA")
-    failed = submit("exit:3", name="shared", shareIdentifier="teamA")
-    other = submit(name="shared", shareIdentifier="teamB")
+    # shareIdentifier needs a fair-share queue (AWS refuses it on a FIFO one).
+    policy = batch.create_scheduling_policy(name="listing-shares")["arn"]
+    queue = batch.create_job_queue(
+        jobQueueName="listing-shares",
+        priority=1,
+        schedulingPolicyArn=policy,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "batch-fanout-ce"}],
+    )["jobQueueName"]
+    ok = submit(name="shared", shareIdentifier="teamA", jobQueue=queue)
+    failed = submit("exit:3", name="shared", shareIdentifier="teamA", jobQueue=queue)
+    other = submit(name="shared", shareIdentifier="teamB", jobQueue=queue)
     for job_id in (ok, failed, other):
         wait_status(job_id)
     share = {"filters": [{"name": "SHARE_IDENTIFIER", "values": ["teamA"]}]}
-    assert _ids(batch, **share) == [failed, ok]
-    assert _ids(batch, jobStatus="FAILED", **share) == [failed]
+
+    def listed(**request: Any) -> list[str]:
+        return [item["jobId"] for item in batch.list_jobs(jobQueue=queue, **request)["jobSummaryList"]]
+
+    assert listed(**share) == [failed, ok]
+    assert listed(jobStatus="FAILED", **share) == [failed]
