@@ -219,6 +219,31 @@ def test_a_lower_weight_factor_gets_more_of_the_queue(
             {"shareIdentifier": "gate", "capacityUsage": [{"capacityUnit": "VCPU", "quantity": 4.0}]}
         ],
     }
+    # An updated policy applies at once: swapped weights give "heavy" four jobs for light's one.
+    swapped = [
+        {"shareIdentifier": "heavy", "weightFactor": 0.25},
+        {"shareIdentifier": "li*", "weightFactor": 1.0},
+    ]
+    batch.update_scheduling_policy(arn=policy, fairsharePolicy={"shareDistribution": swapped})
+    assert _ids(batch.get_job_queue_snapshot(jobQueue=queue))[:6] == [
+        f"{heavy}:0",
+        f"{light}:0",
+        f"{heavy}:1",
+        f"{heavy}:2",
+        f"{heavy}:3",
+        f"{light}:1",
+    ]
+    batch.update_scheduling_policy(
+        arn=policy,
+        fairsharePolicy={
+            "shareDecaySeconds": 0,
+            "shareDistribution": [
+                {"shareIdentifier": "heavy", "weightFactor": 1.0},
+                {"shareIdentifier": "li*", "weightFactor": 0.25},
+            ],
+        },
+    )
+    assert _ids(batch.get_job_queue_snapshot(jobQueue=queue))[:6] == expected
 
     release.touch()
     assert wait_status(gate)["status"] == "SUCCEEDED"
