@@ -28,6 +28,7 @@ from batch_fanout.local.auth import (
     recorded_credentials_file,
     signed_headers,
 )
+from batch_fanout.local.clock import exchange_clock
 from batch_fanout.local.engine import DEFAULT_KILL_GRACE_SECONDS, DEFAULT_MAX_LOG_BYTES
 from batch_fanout.local.faults import exchange_faults
 
@@ -241,6 +242,21 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clock(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    state = running_state(data_dir)
+    if state is None:
+        print(f"local AWS Batch endpoint is not running (data directory {data_dir})", file=sys.stderr)
+        return 1
+    credentials = load_credentials(recorded_credentials_file(data_dir) or data_dir / CREDENTIALS_FILE)
+    try:
+        print(json.dumps(exchange_clock(str(state["url"]), credentials, args.advance), indent=2))
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     state = running_state(Path(args.data_dir))
     if state is None:
@@ -441,6 +457,14 @@ def add_parser(subparsers: Any) -> None:
     choice.add_argument("--file", help="a file holding the new faults document")
     choice.add_argument("--clear", action="store_true", help="no faults")
     faults.set_defaults(func=_faults)
+    clock = commands.add_parser(
+        "clock",
+        help="print the scheduling clock that queues' time limits read; --advance moves it forward "
+        "(see docs/local-endpoint.md)",
+    )
+    _common(clock, with_port=False)
+    clock.add_argument("--advance", type=float, metavar="SECONDS", help="seconds to move the clock forward")
+    clock.set_defaults(func=_clock)
     local.set_defaults(func=lambda args: (local.print_help(sys.stderr), 2)[1])
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -495,3 +497,29 @@ def test_the_clock_answers_only_signed_requests(endpoint: EndpointHandle) -> Non
     assert refused.value.code == 400
     assert 'takes {"advanceSeconds": N}' in json.loads(refused.value.read())["message"]
     assert endpoint.advance_clock()["offsetMs"] == before
+
+
+def test_the_local_clock_command_reads_and_advances_the_clock(endpoint: EndpointHandle) -> None:
+    before = endpoint.advance_clock()["offsetMs"]
+    command = [
+        sys.executable,
+        "-m",
+        "batch_fanout.cli",
+        "local",
+        "clock",
+        "--data-dir",
+        str(endpoint.data_dir),
+    ]
+    advanced = subprocess.run(
+        [*command, "--advance", "5"], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(advanced.stdout)["offsetMs"] == before + 5000
+    assert (
+        json.loads(subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout)[
+            "offsetMs"
+        ]
+        == before + 5000
+    )
+    refused = subprocess.run([*command, "--advance", "-1"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert "advanceSeconds must be a number from 0" in refused.stderr
