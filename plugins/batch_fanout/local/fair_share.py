@@ -365,7 +365,7 @@ class FairShareQueue:
     def __bool__(self) -> bool:
         return any(self._top(share) is not None for share in list(self.heaps))
 
-    def _ranked(self, extra: dict[str, float] | None = None) -> list[tuple[float, int, str]]:
+    def _ranked(self) -> list[tuple[float, int, str]]:
         """Shares with RUNNABLE jobs, best first: usage times weight, then the older top job."""
         policy = self.policy()
         decay = int(policy.get("shareDecaySeconds") or 0)
@@ -374,7 +374,7 @@ class FairShareQueue:
             top = self._top(share)
             if top is None:
                 continue
-            used = self.usage.usage(self.queue_arn, share, decay) + (extra or {}).get(share, 0.0)
+            used = self.usage.usage(self.queue_arn, share, decay)
             ranked.append((used * weight_of(policy, share), top.seq, share))
         ranked.sort()
         return ranked
