@@ -6,8 +6,8 @@ A job queue with a ``schedulingPolicyArn`` dispatches by share: the share whose 
 AWS documents), then, within a share, the higher ``schedulingPriority``, then submission order.
 ``computeReservation`` holds back ``(computeReservation / 100) ** active shares`` of the queue's
 maximum vCPUs for shares that run nothing yet. Usage is the vCPUs a share's started jobs hold now plus,
-with ``shareDecaySeconds`` above 0, the vCPU-seconds its attempts that ended within that many seconds
-of the scheduling clock (``clock``) used, each weighted down linearly with the age of its end, divided
+the vCPU-seconds its attempts that ended within the decay window (``shareDecaySeconds``; 0 means AWS's
+default minimum of 600 s) of the scheduling clock (``clock``) used, each weighted down linearly with the age of its end, divided
 by the window.
 """
 
@@ -258,6 +258,14 @@ def weight_of(policy: Document, share: str) -> float:
     return 1.0 if prefixed is None else prefixed
 
 
+DEFAULT_DECAY_SECONDS = 600
+
+
+def decay_window(share_decay_seconds: int) -> int:
+    """The decay window of a policy's ``shareDecaySeconds``: 0 is AWS's default minimum of 600 s."""
+    return share_decay_seconds if share_decay_seconds > 0 else DEFAULT_DECAY_SECONDS
+
+
 class ShareUsage:
     """The vCPUs each share of each queue holds now, and what its finished attempts used (for decay).
 
@@ -294,9 +302,7 @@ class ShareUsage:
             self.running[key] = left
         else:
             self.running.pop(key, None)
-        window = self.decay_of(job.queue_arn) * 1000
-        if window <= 0:
-            return  # current usage only: nothing to remember
+        window = decay_window(self.decay_of(job.queue_arn)) * 1000
         now = self.clock.now_ms()
         used = vcpus * (now - max(start, now - window))
         history = self._history.setdefault(key, collections.deque())
@@ -311,10 +317,10 @@ class ShareUsage:
         ``decay_seconds``, each weighted ``1 - age / window`` (recent work weighs more), per second of it."""
         current = self.running.get((queue_arn, share), 0.0)
         history = self._history.get((queue_arn, share))
-        if decay_seconds <= 0 or not history:
+        if not history:
             return current
         now = self.clock.now_ms()
-        window = decay_seconds * 1000
+        window = decay_window(decay_seconds) * 1000
         while history and history[0][0] * 1000 <= now - window:
             history.popleft()
         past = sum(used * (1 - (now - second * 1000) / window) for second, used in history)

@@ -322,19 +322,22 @@ def test_compute_reservation_holds_vcpus_back_for_shares_that_run_nothing_yet(
         assert wait_status(job_id)["status"] == "SUCCEEDED"
 
 
+@pytest.mark.parametrize("share_decay_seconds", [600, 0], ids=["600 s", "0 is the default 600 s"])
 def test_share_decay_counts_recent_work_and_forgets_it_after_the_window(
     endpoint: EndpointHandle,
     batch: Any,
     submit: Submit,
     wait_status: WaitStatus,
     until: Until,
+    share_decay_seconds: int,
 ) -> None:
-    policy = _policy(batch, "decay", shareDecaySeconds=600)
-    queue = _queue(batch, "decay", 1, schedulingPolicyArn=policy)
+    name = f"decay-{share_decay_seconds}"
+    policy = _policy(batch, name, shareDecaySeconds=share_decay_seconds)
+    queue = _queue(batch, name, 1, schedulingPolicyArn=policy)
     assert (
         wait_status(submit("print:earlier", jobQueue=queue, shareIdentifier="past"))["status"] == "SUCCEEDED"
     )
-    release = endpoint.data_dir / "decay-release"
+    release = endpoint.data_dir / f"{name}-release"
     gate = submit(f"wait:{release}", jobQueue=queue, shareIdentifier="gate")
     wait_status(gate, ("RUNNING",))
     past = submit("print:past", jobQueue=queue, shareIdentifier="past")
