@@ -324,6 +324,7 @@ def test_compute_reservation_holds_vcpus_back_for_shares_that_run_nothing_yet(
 
 @pytest.mark.parametrize("share_decay_seconds", [600, 0], ids=["600 s", "0 is the default 600 s"])
 def test_share_decay_counts_recent_work_and_forgets_it_after_the_window(
+    *,
     endpoint: EndpointHandle,
     batch: Any,
     submit: Submit,
