@@ -127,8 +127,21 @@ test: setup lint
 test-images: setup
 	pytest -m containers -rs
 
+# Every benchmark script in turn, its output shown and kept in BENCH_LOG, then issue 16's table of
+# figures and targets collected from their TARGET lines (benchmarks/summary.py). A failed script does
+# not stop the others: its rows show as not measured, and make fails at the end.
+BENCH_SCRIPTS := $(filter-out benchmarks/summary.py,$(wildcard benchmarks/*.py))
+BENCH_LOG := benchmarks/.work/bench.log
+
 bench: setup $(AIRFLOW_DB)
-	@for script in benchmarks/*.py; do echo "== $$script"; python $$script || exit 1; done
+	@mkdir -p $(dir $(BENCH_LOG)); : > $(BENCH_LOG); failed=0; \
+	for script in $(BENCH_SCRIPTS); do \
+		echo "== $$script (load $$(cut -d' ' -f1-3 /proc/loadavg))" | tee -a $(BENCH_LOG); \
+		PYTHONUNBUFFERED=1 python $$script 2>&1 | tee -a $(BENCH_LOG); code=$${PIPESTATUS[0]}; \
+		echo "== $$script exit $$code" | tee -a $(BENCH_LOG); [ $$code = 0 ] || failed=1; \
+	done; \
+	python benchmarks/summary.py $(BENCH_LOG) | tee -a $(BENCH_LOG); \
+	echo "(the whole output is in $(BENCH_LOG))"; exit $$failed
 
 clean:
 	-batch-fanout local stop

@@ -11,8 +11,11 @@
 - throughput of a 1,000-child array of ``true`` with 2 slots and with 64 slots (target: 64 slots at
   least as fast as 2, and at least 200 children a second).
 
-Throughput and latency are measured in interleaved rounds (2 slots, 64 slots, latency, again), and the
-load average is printed with every figure. Run: ``.venv/bin/python benchmarks/local_endpoint.py``.
+Throughput and latency are measured in interleaved rounds (2 slots, 64 slots, latency, again); the
+throughput ratio is taken within each round, so that its two runs are moments apart under the same
+load, and its median over the rounds is the figure. The load average is printed with every figure, and
+the output ends with one ``TARGET`` line per figure that has a target (``benchmarks/summary.py`` collects
+them into issue 16's table). Run: ``.venv/bin/python benchmarks/local_endpoint.py``.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def n_to_n_release(batch: Any, definition: str, size: int) -> None:
+def n_to_n_release(batch: Any, definition: str, size: int) -> list[str]:
     low = _environment_and_queue(batch, "n2n-low", 2, 1)
     high = "n2n-high"
     environment = batch.describe_job_queues(jobQueues=[low])["jobQueues"][0]["computeEnvironmentOrder"]
@@ -132,9 +135,15 @@ def n_to_n_release(batch: Any, definition: str, size: int) -> None:
         f"{statistics.median(gaps):.0f} ms, p99 {_percentile(gaps, 0.99):.0f} ms "
         f"[target: every band under 5 ms, flat from index 0 to {size - 1}] ({_load()})"
     )
+    return [
+        f"N_TO_N release gap, median over indices 0 to {size - 1}: {statistics.median(gaps):.0f} ms "
+        f"(target < 5 ms) ({_load()})",
+        f"N_TO_N release gap, slowest band of {band} indices (its median): {max(medians):.0f} ms, in band "
+        f"{medians.index(max(medians)) + 1} of {len(medians)} (target < 5 ms) ({_load()})",
+    ]
 
 
-def plain_gap(batch: Any, definition: str, chain: int) -> None:
+def plain_gap(batch: Any, definition: str, chain: int) -> str:
     previous = None
     ids = []
     for _ in range(chain):
@@ -149,6 +158,10 @@ def plain_gap(batch: Any, definition: str, chain: int) -> None:
     print(
         f"plain dependency gap over a chain of {chain}: median {statistics.median(gaps):.0f} ms, max {max(gaps)} ms "
         f"[target: median under 50 ms] ({_load()})"
+    )
+    return (
+        f"plain dependency gap, median over a chain of {chain}: {statistics.median(gaps):.0f} ms "
+        f"(target < 50 ms) ({_load()})"
     )
 
 
@@ -207,13 +220,19 @@ def idle_latency(batch: Any, definition: str, calls: int) -> tuple[list[float], 
     return describe, listing
 
 
-def _report_latency(name: str, samples: list[float], idle: list[float]) -> None:
+def _report_latency(name: str, samples: list[float], idle: list[float]) -> list[str]:
     print(
         f"{name} while 64 children run: median {statistics.median(samples):.1f} ms, p99 "
         f"{_percentile(samples, 0.99):.1f} ms over {len(samples)} calls "
         f"[target: median under 5 ms, p99 under 20 ms]; the same call with nothing running: median "
         f"{statistics.median(idle):.1f} ms, p99 {_percentile(idle, 0.99):.1f} ms ({_load()})"
     )
+    return [
+        f"{name} while 64 children run, median: {statistics.median(samples):.1f} ms over {len(samples)} "
+        f"calls (target < 5 ms) ({_load()})",
+        f"{name} while 64 children run, p99: {_percentile(samples, 0.99):.1f} ms over {len(samples)} "
+        f"calls (target < 20 ms) ({_load()})",
+    ]
 
 
 def main() -> int:
@@ -223,7 +242,7 @@ def main() -> int:
     parser.add_argument("--children", type=int, default=1000, help="size of the throughput array")
     parser.add_argument("--n-to-n-size", type=int, default=10_000, help="size of the N_TO_N arrays")
     parser.add_argument("--chain", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of throughput and latency")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of throughput and latency")
     parser.add_argument("--calls", type=int, default=200, help="API calls of each kind per latency round")
     arguments = parser.parse_args()
     print(
@@ -243,7 +262,7 @@ def main() -> int:
             sleeper = _register(batch, "bench-sleep", ["sleep", "1"])
             two = QUEUE
             wide = _environment_and_queue(batch, "wide", 64, 1)
-            plain_gap(batch, trivial, arguments.chain)
+            targets = [plain_gap(batch, trivial, arguments.chain)]
             rates: dict[int, list[float]] = {2: [], 64: []}
             describe: list[float] = []
             listing: list[float] = []
@@ -264,14 +283,30 @@ def main() -> int:
                 idle_describe += more_describe
                 idle_listing += more_listing
             two_rate, wide_rate = statistics.median(rates[2]), statistics.median(rates[64])
+            # The ratio of each round's two runs, moments apart under the same load; their median.
+            ratios = [wide / two for two, wide in zip(rates[2], rates[64], strict=True)]
+            ratio = statistics.median(ratios)
             print(
                 f"throughput, {arguments.children}-child array of 'true': {two_rate:.0f}/s with 2 slots, "
-                f"{wide_rate:.0f}/s with 64 slots, ratio {wide_rate / two_rate:.2f} "
+                f"{wide_rate:.0f}/s with 64 slots (medians); ratio 64 / 2 slots per round "
+                f"{', '.join(f'{r:.2f}' for r in ratios)}, median {ratio:.2f} "
                 f"[target: ratio at least 1, each at least 200/s] ({_load()})"
             )
-            _report_latency("DescribeJobs of the array parent", describe, idle_describe)
-            _report_latency("ListJobs of the running children (first page)", listing, idle_listing)
-            n_to_n_release(batch, trivial, arguments.n_to_n_size)
+            targets += [
+                f"throughput, {arguments.children} children, 64 slots / 2 slots: {ratio:.2f} (median of "
+                f"{arguments.rounds} interleaved rounds' ratios, lowest {min(ratios):.2f}) (target >= 1) "
+                f"({_load()})",
+                f"throughput, {arguments.children} children, 2 slots: {two_rate:.0f} children/s "
+                f"(target >= 200 children/s) ({_load()})",
+                f"throughput, {arguments.children} children, 64 slots: {wide_rate:.0f} children/s "
+                f"(target >= 200 children/s) ({_load()})",
+            ]
+            targets += _report_latency("DescribeJobs of the array parent", describe, idle_describe)
+            targets += _report_latency("ListJobs of the running children", listing, idle_listing)
+            targets += n_to_n_release(batch, trivial, arguments.n_to_n_size)
+    # One line per figure with a target, collected by benchmarks/summary.py into issue 16's table.
+    for line in targets:
+        print(f"TARGET {line}")
     return 0
 
 
