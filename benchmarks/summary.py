@@ -13,8 +13,8 @@ target's unit is shown as "cannot judge" rather than guessed at. ``make bench`` 
 ``== <script> (load <1> <5> <15>)`` before each script's output and ``== <script> exit <code>`` after
 it, which give each row its script and, when the line itself states no load, its load average.
 
-Every row of issue 16 is printed; one that no script measured says "not measured" (and why, when its
-script failed). ``TARGET`` lines that belong to no row of the issue are printed after it, never dropped.
+Every row of issue 16 is printed; one that no script measured says "not measured" and why (its
+script did not run, failed, or printed no such line). ``TARGET`` lines that belong to no row of the issue are printed after it, never dropped.
 
     .venv/bin/python benchmarks/summary.py benchmarks/.work/bench.log
 """
@@ -32,21 +32,25 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-# Issue 16's rows, in its order, each with the beginnings of the TARGET lines that measure it.
-ROWS: list[tuple[str, tuple[str, ...]]] = [
+# Issue 16's rows, in its order: each with the script that measures it and the beginnings of the
+# TARGET lines it prints for the row.
+ROWS: list[tuple[str, str, tuple[str, ...]]] = [
     (
         "job kernel per source ÷ Boost CSR Dijkstra (grid, rome99)",
+        "benchmarks/shortest_path.py",
         ("kernel per source / Boost CSR Dijkstra, grid", "kernel per source / Boost CSR Dijkstra, rome99"),
     ),
-    ("shortest-path child: start-up share of wall", ("child start-up share",)),
-    ("`N_TO_N` release gap", ("N_TO_N release gap",)),
+    ("shortest-path child: start-up share of wall", "benchmarks/shortest_path.py", ("child start-up share",)),
+    ("`N_TO_N` release gap", "benchmarks/local_endpoint.py", ("N_TO_N release gap",)),
     (
         "DescribeJobs / ListJobs latency while 64 children run",
+        "benchmarks/local_endpoint.py",
         ("DescribeJobs of the array parent while 64", "ListJobs of the running children while 64"),
     ),
-    ("throughput, 64 slots vs 2 slots", ("throughput",)),
+    ("throughput, 64 slots vs 2 slots", "benchmarks/local_endpoint.py", ("throughput",)),
     (
         "`airflow dags test`: wall - critical path",
+        "benchmarks/pipeline.py",
         ("airflow dags test job_dependency_graph", "airflow dags test batch_fanout"),
     ),
 ]
@@ -101,14 +105,16 @@ def verdict(figure: str, target: str) -> str:
     return "met" if OPERATORS[operator](candidates[0], limit) else "not met"
 
 
-def parse(log: str) -> tuple[list[Target], dict[str, int]]:
-    """The TARGET lines of a ``make bench`` log, and each script's exit code."""
+def parse(log: str) -> tuple[list[Target], dict[str, int | None]]:
+    """The TARGET lines of a ``make bench`` log, and each script's exit code (``None`` for a script
+    that started and did not finish)."""
     targets: list[Target] = []
-    exits: dict[str, int] = {}
+    exits: dict[str, int | None] = {}
     script, script_load = "?", ""
     for line in log.splitlines():
         if started := SCRIPT_START.match(line):
             script, script_load = started["script"], started["load"]
+            exits[script] = None
             continue
         if ended := SCRIPT_EXIT.match(line):
             exits[ended["script"]] = int(ended["code"])
@@ -133,25 +139,34 @@ def unmeasured_prefixes(targets: list[Target]) -> list[str]:
     """The expected TARGET lines of issue 16's rows that no script printed."""
     return [
         prefix
-        for _, prefixes in ROWS
+        for _, _, prefixes in ROWS
         for prefix in prefixes
         if not any(target.what.startswith(prefix) for target in targets)
     ]
+
+
+def _why_missing(script: str, exits: dict[str, int | None]) -> str:
+    if script not in exits:
+        return f"{script} did not run"
+    if exits[script] is None:
+        return f"{script} did not finish"
+    if exits[script] != 0:
+        return f"{script} failed, exit {exits[script]}"
+    return f"{script} printed no such TARGET line"
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def table(targets: list[Target], exits: dict[str, int]) -> str:
+def table(targets: list[Target], exits: dict[str, int | None]) -> str:
     """Issue 16's rows as a Markdown table, then the TARGET lines that belong to none of them."""
-    failed = sorted(script for script, code in exits.items() if code != 0)
     lines = [
         "| issue 16 row | what | figure | target | verdict | load (1 min) | script |",
         "| --- | --- | --- | --- | --- | ---: | --- |",
     ]
     used: set[int] = set()
-    for row, prefixes in ROWS:
+    for row, script, prefixes in ROWS:
         for prefix in prefixes:
             matched = [index for index, target in enumerate(targets) if target.what.startswith(prefix)]
             used.update(matched)
@@ -162,8 +177,10 @@ def table(targets: list[Target], exits: dict[str, int]) -> str:
                     f"{target.verdict} | {target.load} | {target.script} |"
                 )
             if not matched:
-                why = f"; failed: {', '.join(failed)}" if failed else ""
-                lines.append(f"| {row} | {_cell(prefix)} | not measured{why} | | not measured | | |")
+                lines.append(
+                    f"| {row} | {_cell(prefix)} | not measured ({_why_missing(script, exits)}) | | "
+                    f"not measured | | {script} |"
+                )
     others = [target for index, target in enumerate(targets) if index not in used]
     if others:
         lines += [
@@ -224,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{unmeasured} expected figure{'s' if unmeasured != 1 else ''} of issue 16 not measured."
     )
     for script, code in sorted(exits.items()):
-        if code != 0:
-            print(f"{script} failed (exit {code}): its rows are missing above.")
+        if code is None:
+            print(f"{script} did not finish: the figures it had not printed are missing above.")
+        elif code != 0:
+            print(f"{script} failed (exit {code}): the figures it had not printed are missing above.")
     one, five, fifteen = os.getloadavg()
     print(f"Load average now: {one:.2f} {five:.2f} {fifteen:.2f}. Versions: {versions()}.")
     return 0

@@ -96,7 +96,7 @@ def test_the_table_shows_rows_no_script_printed_as_not_measured() -> None:
     unmeasured = [row for row in rows if "| not measured |" in row]
     assert any(row.startswith("| `airflow dags test`: wall - critical path |") for row in unmeasured)
     assert any(row.startswith("| shortest-path child: start-up share of wall |") for row in unmeasured)
-    for row, _ in summary.ROWS:
+    for row, _, _ in summary.ROWS:
         assert any(line.startswith(f"| {row} |") for line in rows), row
     # A TARGET line of no issue-16 row is listed after the table, not dropped.
     others = rows[rows.index("Other targets measured (not rows of issue 16):") :]
@@ -113,7 +113,22 @@ def test_a_failed_script_is_named_in_its_missing_rows() -> None:
     rome = [row for row in rows if "kernel per source / Boost CSR Dijkstra, rome99" in row]
     assert rome == [
         "| job kernel per source ÷ Boost CSR Dijkstra (grid, rome99) | kernel per source / Boost CSR "
-        "Dijkstra, rome99 | not measured; failed: benchmarks/shortest_path.py | | not measured | | |"
+        "Dijkstra, rome99 | not measured (benchmarks/shortest_path.py failed, exit 1) | | not measured | | "
+        "benchmarks/shortest_path.py |"
+    ]
+    # The Airflow rows' script has no section in the log at all.
+    airflow = [row for row in rows if "| airflow dags test job_dependency_graph |" in row]
+    assert "not measured (benchmarks/pipeline.py did not run)" in airflow[0]
+
+
+def test_a_row_its_script_did_not_print_says_so() -> None:
+    targets, exits = summary.parse(SAMPLE.read_text())
+    rows = summary.table(targets, exits).splitlines()
+    start_up = [row for row in rows if row.startswith("| shortest-path child: start-up share of wall |")]
+    assert start_up == [
+        "| shortest-path child: start-up share of wall | child start-up share | not measured "
+        "(benchmarks/shortest_path.py printed no such TARGET line) | | not measured | | "
+        "benchmarks/shortest_path.py |"
     ]
 
 
@@ -138,3 +153,13 @@ def test_a_missing_log_is_named(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(SCRIPT), str(missing)], capture_output=True, text=True)
     assert result.returncode == 2
     assert f"log {missing} not found" in result.stderr
+
+
+def test_a_script_that_did_not_finish_is_told_from_one_that_failed() -> None:
+    log = SAMPLE.read_text().replace("== benchmarks/shortest_path.py exit 0\n", "")
+    log = "\n".join(line for line in log.splitlines() if not line.startswith("TARGET kernel"))
+    targets, exits = summary.parse(log)
+    assert exits["benchmarks/shortest_path.py"] is None
+    rows = summary.table(targets, exits).splitlines()
+    grid = [row for row in rows if "| kernel per source / Boost CSR Dijkstra, grid |" in row]
+    assert "not measured (benchmarks/shortest_path.py did not finish)" in grid[0]
