@@ -302,6 +302,27 @@ def graph_section(figures: GraphFigures) -> str:
     return "\n".join(lines)
 
 
+def kernel_target_lines(grid_label: str, grid: GraphFigures, rome: GraphFigures) -> list[str]:
+    """Issue 16's kernel rows as ``TARGET`` lines, which ``make bench``'s summary collects: the job's
+    kernel (PHAST) per source / Boost CSR on each graph, from the ratios of the same groups of sources,
+    and the Dijkstra fallback on the grid (where DESIGN.md states its target)."""
+    lines = []
+    for label, figures in ((grid_label, grid), ("rome99", rome)):
+        low, middle, high = quartiles(figures.ratios["phast"])
+        load = max(load for engine in figures.engines.values() for _, load in engine.groups)
+        lines.append(
+            f"TARGET kernel per source / Boost CSR Dijkstra, {label}: {middle:.2f}x (quartiles "
+            f"{low:.2f}-{high:.2f}x, {figures.engines['phast'].median:.2f} vs "
+            f"{figures.engines['boost_csr'].median:.2f} ms per source) (target <= 0.5x) (load {load:.1f})"
+        )
+        if figures is grid:
+            lines.append(
+                f"TARGET Dijkstra fallback per source / Boost CSR Dijkstra, {label}: "
+                f"{statistics.median(figures.ratios['kernel']):.2f}x (target <= 1x) (load {load:.1f})"
+            )
+    return lines
+
+
 def versions() -> str:
     boost = "?"
     if BOOST_VERSION_HEADER.exists():
@@ -492,25 +513,10 @@ paid once per child, its work shrinks with the hierarchy).
 Memory of a child is the graph, its hierarchy and {ch.SWEEP_WIDTH} distance rows, whatever the shard
 size; a dense all-pairs matrix of the big grid would take {dense_gb:,.0f} GB.
 """
+    print("\n".join(kernel_target_lines(f"grid {args.grid}", grid_figures, rome_figures)))
     print(text)
     if args.results:
         write_section(args.results, text)
-    # Issue 16's kernel rows, collected by benchmarks/summary.py (ratios of the same groups of sources).
-    for label, figures in ((f"grid {args.grid}", grid_figures), ("rome99", rome_figures)):
-        low, middle, high = quartiles(figures.ratios["phast"])
-        kernel = statistics.median(figures.ratios["kernel"])
-        loads = [load for engine in figures.engines.values() for _, load in engine.groups]
-        print(
-            f"TARGET kernel per source / Boost CSR Dijkstra, {label}: {middle:.2f}x (quartiles "
-            f"{low:.2f}-{high:.2f}x, {figures.engines['phast'].median:.2f} vs "
-            f"{figures.engines['boost_csr'].median:.2f} ms per source) (target <= 0.5x) "
-            f"(load {max(loads):.1f})"
-        )
-        if figures is grid_figures:  # DESIGN.md states this target for the 260k grid
-            print(
-                f"TARGET Dijkstra fallback per source / Boost CSR Dijkstra, {label}: {kernel:.2f}x "
-                f"(target <= 1x) (load {max(loads):.1f})"
-            )
     return 0
 
 
