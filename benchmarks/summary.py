@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         elif code != 0:
             print(f"{script} failed (exit {code}): the figures it had not printed are missing above.")
     one, five, fifteen = os.getloadavg()
-    print(f"Load average now: {one:.2f} {five:.2f} {fifteen:.2f}. Versions: {versions()}.")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"{now}; load average now: {one:.2f} {five:.2f} {fifteen:.2f}. Versions: {versions()}.")
     return 0
 
 
