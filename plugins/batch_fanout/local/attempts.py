@@ -34,7 +34,8 @@ class Attempt:
     started_at: int
     handle: SupervisorHandle | None = None
     pidfd: int | None = None
-    stop_cause: str | None = None  # "terminate" (TerminateJob) or "stop" (the endpoint stops)
+    # "terminate" (TerminateJob), "reclaim" (a Spot reclaim on demand) or "stop" (the endpoint stops)
+    stop_cause: str | None = None
     stop_reason: str | None = None
 
 
@@ -93,10 +94,22 @@ def interrupted_record(job: Job, reason: str) -> dict[str, Any]:
     }
 
 
-def outcome(attempt: Attempt, status: dict[str, Any]) -> tuple[dict[str, Any], int, str | None, str, bool]:
+def outcome(
+    attempt: Attempt, status: dict[str, Any]
+) -> tuple[dict[str, Any], int | None, str | None, str, bool]:
     """From a supervisor's status: the record, exit code, container reason, status reason, success."""
     exit_code = exit_code_of(int(status["returncode"]))
     cause = status.get("cause")
+    if attempt.stop_cause == "reclaim" and cause is None:
+        # The host went away under the container: AWS records no exit code, only the host's end.
+        reason = attempt.stop_reason or "Host EC2 terminated."
+        reclaimed = {
+            "container": {"logStreamName": attempt.stream},
+            "startedAt": attempt.started_at,
+            "stoppedAt": int(status.get("exitedAt") or now_ms()),
+            "statusReason": reason,
+        }
+        return reclaimed, None, None, reason, False
     container_reason: str | None = None
     if cause == "oom":
         container_reason = status_reason = OOM_REASON

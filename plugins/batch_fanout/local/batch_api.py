@@ -73,16 +73,6 @@ class BatchApi:
             "UntagResource": self.untag_resource,
             "ListTagsForResource": self.list_tags_for_resource,
         }
-        self.handlers = {name: self._throttled(name, handler) for name, handler in self.handlers.items()}
-
-    def _throttled(self, operation: str, handler: Handler) -> Handler:
-        """``handler``, answering ``TooManyRequestsException`` first when faults say so."""
-
-        def call(params: dict[str, Any], region: str) -> dict[str, Any]:
-            self.engine.faults.throttle(operation)
-            return handler(params, region)
-
-        return call
 
     # ---- the shared shape of environments and queues ---------------------------------------
 

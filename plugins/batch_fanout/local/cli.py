@@ -30,7 +30,7 @@ from batch_fanout.local.auth import (
 )
 from batch_fanout.local.clock import exchange_clock
 from batch_fanout.local.engine import DEFAULT_KILL_GRACE_SECONDS, DEFAULT_MAX_LOG_BYTES
-from batch_fanout.local.faults import exchange_faults
+from batch_fanout.local.faults import exchange_faults, reclaim_jobs
 
 STATE_FILE = "endpoint.json"
 PID_FILE = "endpoint.pid"
@@ -290,6 +290,10 @@ def _faults(args: argparse.Namespace) -> int:
         return 2
     credentials = load_credentials(recorded_credentials_file(data_dir) or data_dir / CREDENTIALS_FILE)
     try:
+        if args.reclaim:
+            for job_id in reclaim_jobs(str(state["url"]), credentials, args.reclaim):
+                print(f"reclaimed {job_id}")
+            return 0
         print(json.dumps(exchange_faults(str(state["url"]), credentials, document), indent=2))
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -449,13 +453,22 @@ def add_parser(subparsers: Any) -> None:
     env.set_defaults(func=_env)
     faults = commands.add_parser(
         "faults",
-        help="print the faults in force; --set/--file/--clear replace them (see docs/local-endpoint.md)",
+        help=(
+            "print the faults in force; --set/--file/--clear replace them, --reclaim reclaims running"
+            " jobs (see docs/local-endpoint.md)"
+        ),
     )
     _common(faults, with_port=False)
     choice = faults.add_mutually_exclusive_group()
     choice.add_argument("--set", help="the new faults document, as JSON")
     choice.add_argument("--file", help="a file holding the new faults document")
     choice.add_argument("--clear", action="store_true", help="no faults")
+    choice.add_argument(
+        "--reclaim",
+        nargs="+",
+        metavar="JOB_ID",
+        help="reclaim the running attempts of these jobs now, as Spot reclaims an instance",
+    )
     faults.set_defaults(func=_faults)
     clock = commands.add_parser(
         "clock",

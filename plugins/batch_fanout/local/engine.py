@@ -42,7 +42,7 @@ from batch_fanout.local.attempts import (
 )
 from batch_fanout.local.consumables import ConsumableResources
 from batch_fanout.local.errors import client_error
-from batch_fanout.local.faults import Faults
+from batch_fanout.local.faults import Faults, reclaim_reason
 from batch_fanout.local.gpus import GpuPool, detect_gpus
 from batch_fanout.local.images import ImageResolver
 from batch_fanout.local.jobs import (
@@ -298,7 +298,7 @@ class Engine:
         queue = self.registry.job_queues.find(job.queue_arn)
         queue_name = queue["jobQueueName"] if queue else job.queue_arn.rsplit("/", 1)[-1]
         request = attempt_request(attempt, queue_name)
-        injected = self.faults.failure(job, len(job.attempts) + 1)
+        injected = self.faults.failure(job, len(job.attempts) + 1, attempt_id)
         if injected is not None:
             self._drop(attempt)
             exit_code, reason = injected
@@ -408,6 +408,27 @@ class Engine:
             if attempt.handle is not None:
                 self.supervision.stop(attempt.handle)
         self.wake()
+
+    def reclaim(self, job: Job) -> list[Job]:
+        """Reclaim the running attempts of ``job`` (of every child of an array) as Spot reclaims an
+        instance: SIGTERM, SIGKILL after the grace, then no exit code and a ``Host EC2 ... terminated.``
+        status reason; the ``retryStrategy`` decides what follows. Returns the jobs reclaimed; call
+        under ``lock``."""
+        reclaimed: list[Job] = []
+        for target in job.children if job.is_parent else [job]:
+            attempt = self._attempts.get(target.job_id)
+            if attempt is None or attempt.stop_cause is not None:
+                continue  # not started, or already being stopped (terminated, the endpoint stopping)
+            reason = reclaim_reason(attempt.attempt_id)
+            attempt.stop_cause, attempt.stop_reason = "reclaim", reason
+            if target.current is not None:
+                target.current.update(stopCause="reclaim", stopReason=reason)
+            self.scheduler.mark(target)
+            if attempt.handle is not None:  # else the supervisor is stopped as soon as it is adopted
+                self.supervision.stop(attempt.handle)
+            reclaimed.append(target)
+        self.wake()
+        return reclaimed
 
     def change_tags(self, resource_arn: str, add: dict[str, str], remove: list[str]) -> dict[str, str]:
         """Add and remove tags of a job, definition, queue or compute environment; returns its tags."""

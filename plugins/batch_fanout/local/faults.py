@@ -39,9 +39,16 @@ from batch_fanout.local.errors import ApiError
 from batch_fanout.local.jobs import Job
 from batch_fanout.local.store import Store
 
-RECLAIM_REASON = "Host EC2 (instance i-0123456789abcdef0) terminated."
+FAULTS_PATH = "/_local/faults"
+RECLAIM_PATH = "/_local/reclaim"
 THROTTLE_MESSAGE = "Too Many Requests"
 KEYS = ("throttle", "failures", "capacity")
+
+
+def reclaim_reason(attempt_id: str) -> str:
+    """AWS's status reason for a job whose Spot instance was reclaimed; the instance id is made of the
+    attempt's id, so each attempt names an instance of its own, as on AWS."""
+    return f"Host EC2 (instance i-{attempt_id[:17]}) terminated."
 
 
 def _invalid(message: str) -> ApiError:
@@ -134,7 +141,7 @@ class Faults:
                 return
         raise ApiError("TooManyRequestsException", THROTTLE_MESSAGE, 429)
 
-    def failure(self, job: Job, attempt_number: int) -> tuple[int | None, str] | None:
+    def failure(self, job: Job, attempt_number: int, attempt_id: str) -> tuple[int | None, str] | None:
         """How an attempt is to fail instead of running (exit code, status reason), or ``None``."""
         with self._lock:
             rules = list(self.document["failures"])
@@ -146,7 +153,7 @@ class Faults:
             if "attempts" in rule and attempt_number not in rule["attempts"]:
                 continue
             if rule.get("reclaim"):
-                return None, RECLAIM_REASON
+                return None, reclaim_reason(attempt_id)
             return int(rule["exitCode"]), "Essential container in task exited"
         return None
 
@@ -156,6 +163,43 @@ class Faults:
         return None if value is None else float(value)
 
 
+def reclaim_request(document: Any) -> list[str]:
+    """The job ids of a ``POST /_local/reclaim`` body (``{"jobs": [...]}``); ``ClientException`` when
+    it is not of that shape."""
+    jobs = document.get("jobs") if isinstance(document, dict) else None
+    if set(document or {}) != {"jobs"} or not isinstance(jobs, list) or not jobs:
+        raise ApiError("ClientException", 'Invalid reclaim request: send {"jobs": ["<job id>", ...]}')
+    if not all(isinstance(job_id, str) and job_id for job_id in jobs):
+        raise ApiError("ClientException", "Invalid reclaim request: jobs must be job ids (strings)")
+    return list(jobs)
+
+
+def _call_local(
+    url: str, credentials: LocalCredentials, method: str, path: str, document: Any, *, timeout: float
+) -> dict[str, Any]:
+    """A signed call to one of the endpoint's ``/_local/`` routes; its JSON answer.
+
+    :raises RuntimeError: with the endpoint's message when it refuses the call
+    """
+    local_url = f"{url}{path}"
+    body = b"" if document is None else json.dumps(document).encode()
+    headers = signed_headers(
+        method,
+        local_url,
+        credentials=credentials,
+        region=DEFAULT_REGION,
+        body=body,
+        headers={"Content-Type": "application/json"},
+    )
+    request = urllib.request.Request(local_url, data=body or None, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(json.loads(error.read() or b"{}").get("message", str(error))) from error
+    return answer
+
+
 def exchange_faults(
     url: str, credentials: LocalCredentials, document: dict[str, Any] | None = None, timeout: float = 10.0
 ) -> dict[str, Any]:
@@ -163,21 +207,17 @@ def exchange_faults(
 
     :raises RuntimeError: with the endpoint's message when it refuses the document
     """
-    faults_url = f"{url}/_local/faults"
-    body = b"" if document is None else json.dumps(document).encode()
     method = "GET" if document is None else "PUT"
-    headers = signed_headers(
-        method,
-        faults_url,
-        credentials=credentials,
-        region=DEFAULT_REGION,
-        body=body,
-        headers={"Content-Type": "application/json"},
-    )
-    request = urllib.request.Request(faults_url, data=body or None, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer: dict[str, Any] = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(json.loads(error.read() or b"{}").get("message", str(error))) from error
-    return answer
+    return _call_local(url, credentials, method, FAULTS_PATH, document, timeout=timeout)
+
+
+def reclaim_jobs(
+    url: str, credentials: LocalCredentials, job_ids: list[str], timeout: float = 10.0
+) -> list[str]:
+    """Reclaim the running attempts of ``job_ids`` now, as Spot does (``POST /_local/reclaim``); the
+    ids of the jobs whose attempt was reclaimed (an array's running children for an array's id).
+
+    :raises RuntimeError: with the endpoint's message when it refuses (an unknown job, none running)
+    """
+    answer = _call_local(url, credentials, "POST", RECLAIM_PATH, {"jobs": job_ids}, timeout=timeout)
+    return list(answer["reclaimed"])

@@ -134,7 +134,9 @@ class JobsApi:
 
     def list_jobs(self, params: dict[str, Any], region: str) -> dict[str, Any]:
         """ListJobs as AWS: one filter at a time, which overrides ``jobStatus`` (except SHARE_IDENTIFIER,
-        which combines with it); filtered queue listings newest first by ``createdAt``; RUNNING by default."""
+        which combines with it); filtered queue listings newest first by ``createdAt``; RUNNING by default.
+        Filters do not apply to the children of an array (the API reference's rule): those are listed by
+        ``jobStatus`` alone."""
         filters = params.get("filters") or []
         if len(filters) > 1:
             raise client_error(f"ListJobs takes one filter at a time, got {len(filters)}")
@@ -155,7 +157,9 @@ class JobsApi:
             else:
                 raise client_error("ListJobs needs jobQueue, arrayJobId or multiNodeJobId")
             if filters:
+                # A filter is checked even where it does not apply, so a typo is never silent.
                 matches = _job_filter(filters[0].get("name", ""), filters[0].get("values") or [])
+            if filters and not params.get("arrayJobId"):
                 with_status = filters[0].get("name") == "SHARE_IDENTIFIER" and status
                 selected = [
                     job for job in candidates if matches(job) and (not with_status or job.status == status)

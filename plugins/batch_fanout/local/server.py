@@ -24,6 +24,7 @@ from batch_fanout.local.auth import (
 from batch_fanout.local.batch_api import MAX_SUBMIT_BYTES, BatchApi
 from batch_fanout.local.engine import DEFAULT_KILL_GRACE_SECONDS, DEFAULT_MAX_LOG_BYTES, Engine
 from batch_fanout.local.errors import ApiError
+from batch_fanout.local.faults import FAULTS_PATH, RECLAIM_PATH, reclaim_request
 from batch_fanout.local.logs_api import LogsApi
 from batch_fanout.local.protocol import logs_operation, route_batch_request, validate_input
 
@@ -33,7 +34,6 @@ MAX_BODY_BYTES = 1024 * 1024
 STATE_FILE = "endpoint.json"
 PID_FILE = "endpoint.pid"
 STATUS_PATH = "/_local/status"
-FAULTS_PATH = "/_local/faults"
 LOCAL_PREFIX = "/_local/"
 CLOCK_PATH = "/_local/clock"
 
@@ -147,6 +147,9 @@ class RequestHandler(BaseHTTPRequestHandler):
                     self.server.engine.wake()  # time limits may have fallen due
                 self._send(200, clock.current())
                 return
+            if self.path == RECLAIM_PATH and self.command == "POST":
+                self._send(200, self._reclaim(reclaim_request(self._decode(body, "ClientException"))))
+                return
             if self.path.startswith(LOCAL_PREFIX):
                 if self.path != STATUS_PATH or self.command != "GET":
                     raise ApiError(
@@ -187,6 +190,8 @@ class RequestHandler(BaseHTTPRequestHandler):
                 404,
             )
         operation, uri_params = routed
+        # AWS refuses a throttled call before it looks at the call's input, as this does.
+        self.server.engine.faults.throttle(operation)
         handler = self.server.batch.handlers.get(operation)
         if handler is None:
             raise ApiError("ClientException", f"{operation} is not supported by the local endpoint")
@@ -210,6 +215,24 @@ class RequestHandler(BaseHTTPRequestHandler):
         params = self._decode(body, "SerializationException")
         validate_input("logs", operation, params, "InvalidParameterException")
         return handler(params, self._signed_region)
+
+    def _reclaim(self, job_ids: list[str]) -> dict[str, Any]:
+        """Reclaim the running attempts of ``job_ids`` (each must name a job); refused when none runs."""
+        engine = self.server.engine
+        with engine.lock:
+            jobs = []
+            for job_id in job_ids:
+                job = engine.scheduler.jobs.get(job_id)
+                if job is None:
+                    raise ApiError("ClientException", f"Job {job_id} not found")
+                jobs.append(job)
+            reclaimed = [target.job_id for job in jobs for target in engine.reclaim(job)]
+        if not reclaimed:
+            raise ApiError(
+                "ClientException",
+                f"Nothing to reclaim: no attempt of {', '.join(job_ids)} is STARTING or RUNNING",
+            )
+        return {"reclaimed": reclaimed}
 
     def _status(self) -> dict[str, Any]:
         return {

@@ -19,7 +19,7 @@ from batch_fanout.local import DEFAULT_REGION
 from batch_fanout.local.auth import LocalCredentials, credentials_for_data_dir, signed_headers
 from batch_fanout.local.cli import SERVER_LOG, fetch_status, running_state, serve_command
 from batch_fanout.local.clock import exchange_clock
-from batch_fanout.local.faults import exchange_faults
+from batch_fanout.local.faults import exchange_faults, reclaim_jobs
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
@@ -69,6 +69,10 @@ class EndpointHandle:
         Queues' ``jobStateTimeLimitActions`` and fair-share decay read this clock (``clock.py``).
         """
         return exchange_clock(self.url, self.credentials, seconds)
+
+    def reclaim(self, *job_ids: str) -> list[str]:
+        """Reclaim the running attempts of ``job_ids`` now, as Spot does; the ids of the jobs reclaimed."""
+        return reclaim_jobs(self.url, self.credentials, list(job_ids))
 
     def connection(self, region: str = DEFAULT_REGION, **extra: Any) -> dict[str, Any]:
         """An Airflow ``aws`` connection for this endpoint (for ``AIRFLOW_CONN_<ID>`` as JSON).

@@ -1,9 +1,14 @@
-"""Faults on demand: throttling, failed indices, Spot reclaims and lost capacity, persisted; and the
-provider's throttling backoff tested against them."""
+"""Faults on demand: throttling, failed indices, Spot reclaims (at the start and of running attempts)
+and lost capacity, persisted; and the provider's throttling backoff tested against them."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -145,3 +150,137 @@ def test_faults_are_checked_and_survive_a_restart(tmp_path: Path, containers_dir
         assert restarted.faults() == wanted
     finally:
         restarted.stop()
+
+
+def test_a_throttled_call_is_refused_before_its_input_is_validated(
+    endpoint: EndpointHandle, faults: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """AWS throttles a call before it reads it: an invalid DescribeJobs gets a 429, not a 400."""
+    # botocore validates input before sending; raw HTTP sends what botocore would refuse.
+    body = json.dumps({"jobs": "not-a-list"}).encode()
+
+    def call() -> tuple[int, str]:
+        headers = endpoint.signed_headers(
+            "POST", "/v1/describejobs", body, {"Content-Type": "application/json"}
+        )
+        request = urllib.request.Request(endpoint.url + "/v1/describejobs", data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, ""
+        except urllib.error.HTTPError as error:
+            return error.code, str(error.headers["x-amzn-ErrorType"])
+
+    faults({"throttle": {"DescribeJobs": {"count": 1}}})
+    assert call() == (429, "TooManyRequestsException")
+    assert call() == (400, "ClientException")  # the count is spent: now the input is checked
+
+
+def test_a_running_child_of_an_array_is_reclaimed_and_retried(  # noqa: PLR0917 - pytest fixtures
+    endpoint: EndpointHandle,
+    submit: Submit,
+    describe: Callable[[str], dict[str, Any]],
+    wait_status: WaitStatus,
+    read_log: Callable[[str], list[str]],
+    until: Until,
+    tmp_path: Path,
+) -> None:
+    release = tmp_path / "release"
+    strategy = {
+        "attempts": 2,
+        "evaluateOnExit": [
+            {"onStatusReason": "Host EC2*", "action": "RETRY"},
+            {"onReason": "*", "action": "EXIT"},
+        ],
+    }
+    parent = submit(
+        "trap-sigterm",
+        f"wait:{release}",
+        name="spot-array",
+        arrayProperties={"size": 3},
+        retryStrategy=strategy,
+    )
+    first = wait_status(f"{parent}:1", ("RUNNING",))
+
+    assert endpoint.reclaim(f"{parent}:1") == [f"{parent}:1"]
+
+    until(lambda: describe(f"{parent}:1")["attempts"], what="the reclaimed attempt to end")
+    release.touch()
+    assert wait_status(parent)["status"] == "SUCCEEDED"
+    children = [wait_status(f"{parent}:{index}") for index in range(3)]
+    assert [len(child["attempts"]) for child in children] == [1, 2, 1]
+    lost, retried = children[1]["attempts"]
+    assert re.fullmatch(r"Host EC2 \(instance i-[0-9a-f]{17}\) terminated\.", lost["statusReason"])
+    assert "exitCode" not in lost["container"]
+    assert lost["container"]["logStreamName"] == first["container"]["logStreamName"]
+    # The job's process group got SIGTERM, as from a host that shuts down.
+    assert "got SIGTERM" in read_log(lost["container"]["logStreamName"])
+    assert retried["container"]["exitCode"] == 0
+    assert children[1]["attempts"][1]["statusReason"] == "Essential container in task exited"
+
+
+def test_a_reclaimed_job_that_ignores_sigterm_is_killed_and_exit_rules_fire(
+    endpoint: EndpointHandle, submit: Submit, wait_status: WaitStatus, tmp_path: Path
+) -> None:
+    strategy = {"attempts": 3, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "EXIT"}]}
+    job_id = submit(
+        "ignore-sigterm", f"wait:{tmp_path / 'never'}", name="spot-stubborn", retryStrategy=strategy
+    )
+    wait_status(job_id, ("RUNNING",))
+    assert endpoint.reclaim(job_id) == [job_id]
+    # SIGTERM is ignored; SIGKILL comes after the endpoint's kill grace (2 s in these tests).
+    job = wait_status(job_id)
+    assert job["status"] == "FAILED"
+    assert job["statusReason"].startswith("Host EC2 (instance i-")
+    [attempt] = job["attempts"]
+    assert "exitCode" not in attempt["container"]
+    assert "exitCode" not in job["container"]
+
+
+def test_reclaim_names_what_it_cannot_reclaim(
+    endpoint: EndpointHandle, submit: Submit, wait_status: WaitStatus
+) -> None:
+    with pytest.raises(RuntimeError, match="Job no-such-job not found"):
+        endpoint.reclaim("no-such-job")
+    finished = submit(name="spot-finished")
+    wait_status(finished)
+    with pytest.raises(
+        RuntimeError, match=f"Nothing to reclaim: no attempt of {finished} is STARTING or RUNNING"
+    ):
+        endpoint.reclaim(finished)
+    body = json.dumps({"job": finished}).encode()
+    headers = endpoint.signed_headers("POST", "/_local/reclaim", body, {"Content-Type": "application/json"})
+    request = urllib.request.Request(endpoint.url + "/_local/reclaim", data=body, headers=headers)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+    assert "Invalid reclaim request" in json.loads(refused.value.read())["message"]
+
+
+def test_the_cli_reclaims_a_running_job(
+    endpoint: EndpointHandle, submit: Submit, wait_status: WaitStatus, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    job_id = submit(f"wait:{release}", name="spot-cli", retryStrategy={"attempts": 2})
+    wait_status(job_id, ("RUNNING",))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batch_fanout.local",
+            "faults",
+            "--data-dir",
+            str(endpoint.data_dir),
+            "--reclaim",
+            job_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"reclaimed {job_id}"]
+    release.touch()
+    job = wait_status(job_id)
+    assert job["status"] == "SUCCEEDED"
+    assert [attempt["statusReason"][:8] for attempt in job["attempts"]] == ["Host EC2", "Essentia"]

@@ -103,8 +103,11 @@ def test_array_parent_summarises_children_and_fails_when_one_fails(
     assert parent["attempts"] == []
     assert "logStreamName" not in parent["container"]
 
-    children = batch.list_jobs(arrayJobId=parent_id, filters=[{"name": "JOB_NAME", "values": ["*"]}])
-    listed = {item["jobId"]: item for item in children["jobSummaryList"]}
+    listed = {
+        item["jobId"]: item
+        for status in ("SUCCEEDED", "FAILED")
+        for item in batch.list_jobs(arrayJobId=parent_id, jobStatus=status)["jobSummaryList"]
+    }
     assert set(listed) == {f"{parent_id}:{index}" for index in range(4)}
     assert {item["arrayProperties"]["index"] for item in listed.values()} == {0, 1, 2, 3}
     assert listed[f"{parent_id}:1"]["status"] == "FAILED"

@@ -118,3 +118,25 @@ def test_share_identifier_filter_combines_with_job_status(
 
     assert listed(**share) == [failed, ok]
     assert listed(jobStatus="FAILED", **share) == [failed]
+
+
+def test_filters_do_not_apply_to_the_children_of_an_array(
+    batch: Any, submit: Submit, wait_status: WaitStatus
+) -> None:
+    """The API reference: "The filter doesn't apply to child jobs in an array". The children are
+    listed by jobStatus (RUNNING when none is given), and the filter is still checked."""
+    parent = submit("exit-index:1:3", name="filtered-array", arrayProperties={"size": 3})
+    assert wait_status(parent)["status"] == "FAILED"
+    no_match = _by_name("no-job-has-this-name")
+
+    def children(**request: Any) -> list[str]:
+        return [item["jobId"] for item in batch.list_jobs(arrayJobId=parent, **request)["jobSummaryList"]]
+
+    assert children(jobStatus="SUCCEEDED", **no_match) == [f"{parent}:0", f"{parent}:2"]
+    assert children(jobStatus="FAILED", **no_match) == [f"{parent}:1"]
+    assert children(**no_match) == []  # RUNNING by default: they have all finished
+    # In the queue, the same filter matches nothing, and the children are never listed there.
+    assert _ids(batch, **no_match) == []
+    assert _ids(batch, **_by_name("filtered-array")) == [parent]
+    with pytest.raises(ClientError, match="Invalid ListJobs filter name"):
+        batch.list_jobs(arrayJobId=parent, filters=[{"name": "JOB_COLOR", "values": ["red"]}])
