@@ -192,14 +192,20 @@ def test_a_running_child_of_an_array_is_reclaimed_and_retried(  # noqa: PLR0917 
             {"onReason": "*", "action": "EXIT"},
         ],
     }
+    pids = tmp_path / "pids"
+    pids.mkdir()
     parent = submit(
         "trap-sigterm",
+        f"pidfile:{pids}",
         f"wait:{release}",
         name="spot-array",
         arrayProperties={"size": 3},
         retryStrategy=strategy,
     )
-    first = wait_status(f"{parent}:1", ("RUNNING",))
+    # Reclaimed at work: its SIGTERM handler is in place and it waits, not starting up.
+    until((pids / "1-1.pid").exists, what="child 1 to be at work")
+    first = describe(f"{parent}:1")
+    assert first["status"] == "RUNNING"
 
     assert endpoint.reclaim(f"{parent}:1") == [f"{parent}:1"]
 
@@ -219,13 +225,17 @@ def test_a_running_child_of_an_array_is_reclaimed_and_retried(  # noqa: PLR0917 
 
 
 def test_a_reclaimed_job_that_ignores_sigterm_is_killed_and_exit_rules_fire(
-    endpoint: EndpointHandle, submit: Submit, wait_status: WaitStatus, tmp_path: Path
+    endpoint: EndpointHandle, submit: Submit, wait_status: WaitStatus, until: Until, tmp_path: Path
 ) -> None:
     strategy = {"attempts": 3, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "EXIT"}]}
     job_id = submit(
-        "ignore-sigterm", f"wait:{tmp_path / 'never'}", name="spot-stubborn", retryStrategy=strategy
+        "ignore-sigterm",
+        f"pidfile:{tmp_path}",
+        f"wait:{tmp_path / 'never'}",
+        name="spot-stubborn",
+        retryStrategy=strategy,
     )
-    wait_status(job_id, ("RUNNING",))
+    until((tmp_path / "--1.pid").exists, what="the job to ignore SIGTERM and wait")
     assert endpoint.reclaim(job_id) == [job_id]
     # SIGTERM is ignored; SIGKILL comes after the endpoint's kill grace (2 s in these tests).
     job = wait_status(job_id)
