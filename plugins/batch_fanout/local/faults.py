@@ -14,7 +14,8 @@ across restarts until replaced::
     }
 
 - ``throttle``: the operation answers ``TooManyRequestsException`` (HTTP 429), for the next ``count``
-  calls (counted down and stored) or for a fraction ``rate`` of them;
+  calls (counted down and stored) or for a fraction ``rate`` of them, before its input is validated
+  (the server asks first, as AWS refuses a throttled call before reading it);
 - ``failures``: an attempt of a job whose name matches ``jobName`` (``*`` at the end for a prefix), of
   an array index in ``indices`` (all when absent) and an attempt number in ``attempts`` (all when
   absent) does not run: it fails at once with ``exitCode`` (``Essential container in task exited``), or
@@ -22,6 +23,11 @@ across restarts until replaced::
   i-...) terminated.``), so that ``evaluateOnExit`` rules on ``onStatusReason`` fire;
 - ``capacity``: a compute environment offers at most that many vCPUs (capacity lost), whatever its
   ``maxvCpus``.
+
+Attempts that already run are reclaimed on demand, at the moment the caller chooses:
+``POST /_local/reclaim`` with ``{"jobs": [...]}`` (``batch-fanout local faults --reclaim``); the engine
+stops them as a Spot interruption does (SIGTERM, SIGKILL after the grace) and records the same status
+reason as a reclaim at the start.
 """
 
 from __future__ import annotations
