@@ -1,23 +1,21 @@
-"""Request shapes and throttling behaviour of BatchFanoutClientHook, with botocore's Stubber.
+"""Request shapes of BatchFanoutClientHook, with botocore's Stubber, and its backoff ceilings.
 
-These are the AWS-only parts (exact request shapes, AWS's throttling answers); behaviour against a
-running endpoint is tested with the operators.
+These are the AWS-only parts (exact request shapes, answers no local endpoint gives); throttling and
+retries are tested against the local endpoint's faults in ``test_batch_client_throttling.py``, and
+behaviour against a running endpoint with the operators.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from batch_fanout.hooks.batch_client import (
     DESCRIBE_JOBS_MAX_IDS,
     BatchFanoutClientHook,
-    BatchJobState,
 )
 
 
@@ -59,29 +57,6 @@ def test_describe_jobs_asks_for_at_most_100_ids_a_call(hook: BatchFanoutClientHo
     assert [d["jobId"] for d in described] == ids
 
 
-def test_throttled_describe_backs_off_with_growing_jitter_and_succeeds(
-    hook: BatchFanoutClientHook, stubber: Stubber
-) -> None:
-    for _ in range(3):
-        stubber.add_client_error(
-            "describe_jobs",
-            service_error_code="TooManyRequestsException",
-            service_message="Too Many Requests",
-            http_status_code=429,
-            expected_params={"jobs": ["job-1"]},
-        )
-    stubber.add_response("describe_jobs", {"jobs": [job("job-1", "SUCCEEDED")]}, {"jobs": ["job-1"]})
-
-    state = hook.job_state("job-1")
-
-    assert state.status == "SUCCEEDED"
-    pauses = hook.pauses  # type: ignore[attr-defined]
-    assert len(pauses) == 3
-    # Full jitter: pause n is uniform in [0, base * 2**(n-1)], capped.
-    for retry, pause in enumerate(pauses, start=1):
-        assert 0 <= pause <= min(4, 0.5 * 2 ** (retry - 1))
-
-
 def test_backoff_ceilings_double_up_to_the_cap(hook: BatchFanoutClientHook) -> None:
     samples = {retry: [hook.backoff_delay(retry) for _ in range(400)] for retry in (1, 2, 3, 4, 6)}
     assert max(samples[1]) <= 0.5 and max(samples[2]) <= 1.0 and max(samples[3]) <= 2.0
@@ -89,25 +64,6 @@ def test_backoff_ceilings_double_up_to_the_cap(hook: BatchFanoutClientHook) -> N
     # The ceiling grows: later retries wait longer on average (400 samples make this certain enough).
     assert sum(samples[4]) / 400 > sum(samples[1]) / 400
     assert len(set(samples[3])) > 300  # jittered, not a fixed pause
-
-
-def test_throttling_beyond_the_retry_budget_raises(hook: BatchFanoutClientHook, stubber: Stubber) -> None:
-    hook.throttle_retries = 2
-    for _ in range(3):
-        stubber.add_client_error(
-            "terminate_job", service_error_code="ThrottlingException", http_status_code=400
-        )
-
-    with pytest.raises(ClientError, match="ThrottlingException"):
-        hook.terminate("job-1", "stop")
-    assert len(hook.pauses) == 2  # type: ignore[attr-defined]
-
-
-def test_other_errors_are_not_retried(hook: BatchFanoutClientHook, stubber: Stubber) -> None:
-    stubber.add_client_error("submit_job", service_error_code="ClientException", http_status_code=400)
-    with pytest.raises(ClientError, match="ClientException"):
-        hook.submit({"jobName": "x", "jobQueue": "q", "jobDefinition": "d"})
-    assert hook.pauses == []  # type: ignore[attr-defined]
 
 
 def test_array_progress_comes_from_one_describe_call(hook: BatchFanoutClientHook, stubber: Stubber) -> None:
@@ -190,21 +146,3 @@ def test_failed_children_lists_then_describes_in_index_order(
         (7, 3, "def/default/x"),
     ]
     assert children[0].status_reason == "Essential container in task exited"
-
-
-def test_async_state_backs_off_on_throttling_with_the_same_loop(
-    hook: BatchFanoutClientHook, stubber: Stubber
-) -> None:
-    stubber.add_client_error(
-        "describe_jobs", service_error_code="TooManyRequestsException", http_status_code=429
-    )
-    stubber.add_client_error(
-        "describe_jobs", service_error_code="TooManyRequestsException", http_status_code=429
-    )
-    stubber.add_response("describe_jobs", {"jobs": [job("j", "RUNNABLE")]}, {"jobs": ["j"]})
-
-    state = asyncio.run(hook.a_job_state("j"))
-
-    assert state == BatchJobState(job_id="j", status="RUNNABLE", job_name="fanout")
-    # The pauses went through the hook's one backoff loop (run in a worker thread).
-    assert len(hook.pauses) == 2  # type: ignore[attr-defined]

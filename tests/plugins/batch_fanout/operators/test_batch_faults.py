@@ -1,12 +1,16 @@
-"""A Spot reclaim of a running array child, in a real DAG run: Batch retries it by its
-``retryStrategy`` and the operator ends green, with the reclaimed attempt there to see."""
+"""The local endpoint's faults in real DAG runs: a Spot reclaim of a running array child, which Batch
+retries by its ``retryStrategy`` while the operator ends green with the reclaimed attempt there to
+see; and throttled SubmitJob and DescribeJobs, which the operator's backoff rides out."""
 
 from __future__ import annotations
 
 import datetime
+import json
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from airflow.sdk import DAG
 
 from batch_fanout.operators.batch import BatchFanoutOperator
@@ -73,3 +77,53 @@ def test_a_reclaimed_running_child_is_retried_by_batch_and_the_task_succeeds(  #
     assert lost["exit_code"] is None
     assert retried["exit_code"] == 0
     assert details["status"] == "SUCCEEDED"
+
+
+@pytest.fixture
+def unretried_connection(probe_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``aws_default`` to the endpoint with botocore's own retries off, so that every throttled answer
+    reaches the provider's backoff; the endpoint's faults are cleared after the test."""
+    connection = probe_endpoint.connection(
+        config_kwargs={"retries": {"total_max_attempts": 1, "mode": "standard"}}
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+    try:
+        yield "aws_default"
+    finally:
+        probe_endpoint.faults({})
+
+
+def test_throttled_submit_and_describe_are_ridden_out_by_the_operators_backoff(  # noqa: PLR0917 - fixtures
+    run_dag: Any,
+    probe_endpoint: Any,
+    unretried_connection: str,
+    probe: Any,
+    probe_batch: Any,
+    helpers: Any,
+    capfd: Any,
+) -> None:
+    with DAG("bf_throttled", schedule=None, start_date=START) as dag:
+        BatchFanoutOperator(
+            task_id="arr",
+            job_name="throttled-arr",
+            array_size=2,
+            job_definition="fanout-probe",
+            job_queue="batch-fanout-queue",
+            poll_interval=0.2,
+            container_overrides=probe.overrides(),
+        )
+    probe_endpoint.faults({"throttle": {"SubmitJob": {"count": 2}, "DescribeJobs": {"count": 3}}})
+
+    dag_run = run_dag(dag)
+
+    assert dag_run.state == "success"
+    assert dag_run.get_task_instance("arr").try_number == 1
+    jobs = helpers.jobs_of_task(probe_batch, "throttled-arr", "bf_throttled", "arr")
+    assert len(jobs) == 1  # a throttled SubmitJob was retried, never submitted twice
+    assert jobs[0]["status"] == "SUCCEEDED"
+    assert probe.runs() == {0: 1, 1: 1}
+    # Every throttled answer was spent, each on one of the provider's retries.
+    assert probe_endpoint.faults()["throttle"] == {"SubmitJob": {"count": 0}, "DescribeJobs": {"count": 0}}
+    out = capfd.readouterr().out
+    assert out.count("AWS throttled submit_job (TooManyRequestsException)") == 2
+    assert out.count("AWS throttled describe_jobs (TooManyRequestsException)") == 3
