@@ -427,6 +427,8 @@ class Engine:
             if attempt.handle is not None:  # else the supervisor is stopped as soon as it is adopted
                 self.supervision.stop(attempt.handle)
             reclaimed.append(target)
+        # Written before the call answers, so a reclaim the caller saw holds across a kill -9.
+        self.scheduler.flush()
         self.wake()
         return reclaimed
 

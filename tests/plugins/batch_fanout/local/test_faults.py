@@ -18,6 +18,8 @@ from botocore.exceptions import ClientError
 
 from batch_fanout.local.testing import EndpointHandle, start_endpoint
 
+from .conftest import register_test_definition
+
 Submit = Callable[..., str]
 WaitStatus = Callable[..., dict[str, Any]]
 Until = Callable[..., Any]
@@ -294,3 +296,44 @@ def test_the_cli_reclaims_a_running_job(
     job = wait_status(job_id)
     assert job["status"] == "SUCCEEDED"
     assert [attempt["statusReason"][:8] for attempt in job["attempts"]] == ["Host EC2", "Essentia"]
+
+
+def test_a_reclaim_holds_across_a_kill_of_the_endpoint(
+    tmp_path: Path, containers_dir: Path, until: Until
+) -> None:
+    """Reclaimed, then the endpoint is killed before the job has ended: after the restart the attempt
+    still ends as reclaimed (the job ignores SIGTERM, so it outlives the kill by the grace)."""
+    data_dir = tmp_path / "data"
+    handle = start_endpoint(data_dir, containers_dir=containers_dir, kill_grace_seconds=2)
+    try:
+        batch = handle.client("batch")
+        definition = register_test_definition(batch)
+        strategy = {"attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "EXIT"}]}
+        job_id = batch.submit_job(
+            jobName="spot-restart",
+            jobQueue="batch-fanout-queue",
+            jobDefinition=definition,
+            containerOverrides={
+                "command": ["python", "testjob.py", "ignore-sigterm", f"pidfile:{tmp_path}", "spin"]
+            },
+            retryStrategy=strategy,
+        )["jobId"]
+        until((tmp_path / "--1.pid").exists, what="the job to ignore SIGTERM and spin")
+        assert handle.reclaim(job_id) == [job_id]
+    finally:
+        handle.kill()
+    restarted = start_endpoint(data_dir, containers_dir=containers_dir, kill_grace_seconds=2)
+    try:
+        batch = restarted.client("batch")
+
+        def finished() -> dict[str, Any] | None:
+            job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
+            return job if job["status"] in ("SUCCEEDED", "FAILED") else None
+
+        job = until(finished, 60, "the reclaimed job to end after the restart")
+        assert job["status"] == "FAILED"
+        [attempt] = job["attempts"]
+        assert attempt["statusReason"].startswith("Host EC2 (instance i-")
+        assert "exitCode" not in attempt["container"]
+    finally:
+        restarted.stop()
