@@ -13,9 +13,10 @@ across restarts until replaced::
       "capacity": {"batch-fanout-ce": 1}
     }
 
-- ``throttle``: the operation answers ``TooManyRequestsException`` (HTTP 429), for the next ``count``
-  calls (counted down and stored) or for a fraction ``rate`` of them, before its input is validated
-  (the server asks first, as AWS refuses a throttled call before reading it);
+- ``throttle``: the operation answers ``TooManyRequestsException`` (HTTP 429; CloudWatch Logs
+  operations ``ThrottlingException``, HTTP 400, as that service does), for the next ``count`` calls
+  (counted down and stored) or for a fraction ``rate`` of them, before its input is validated (the
+  server asks first, as AWS refuses a throttled call before reading it);
 - ``failures``: an attempt of a job whose name matches ``jobName`` (``*`` at the end for a prefix), of
   an array index in ``indices`` (all when absent) and an attempt number in ``attempts`` (all when
   absent) does not run: it fails at once with ``exitCode`` (``Essential container in task exited``), or
@@ -32,6 +33,7 @@ reason as a reclaim at the start.
 
 from __future__ import annotations
 
+import difflib
 import json
 import random
 import threading
@@ -43,11 +45,13 @@ from batch_fanout.local import DEFAULT_REGION
 from batch_fanout.local.auth import LocalCredentials, signed_headers
 from batch_fanout.local.errors import ApiError
 from batch_fanout.local.jobs import Job
+from batch_fanout.local.protocol import service_model
 from batch_fanout.local.store import Store
 
 FAULTS_PATH = "/_local/faults"
 RECLAIM_PATH = "/_local/reclaim"
 THROTTLE_MESSAGE = "Too Many Requests"
+LOGS_THROTTLE_MESSAGE = "Rate exceeded"
 KEYS = ("throttle", "failures", "capacity")
 
 
@@ -72,6 +76,7 @@ def check(document: Any) -> dict[str, Any]:
     if not isinstance(throttle, dict):
         raise _invalid("throttle must map operation names to {count} or {rate}")
     for operation, rule in throttle.items():
+        _check_operation(operation)
         if not isinstance(rule, dict) or not set(rule) <= {"count", "rate"} or not rule:
             raise _invalid(f"throttle.{operation} must be {{'count': N}} or {{'rate': R}}")
         if "count" in rule and (not isinstance(rule["count"], int) or rule["count"] < 0):
@@ -97,6 +102,15 @@ def check(document: Any) -> dict[str, Any]:
     ):
         raise _invalid("capacity must map compute environment names to vCPUs >= 0")
     return {"throttle": throttle, "failures": failures, "capacity": capacity}
+
+
+def _check_operation(operation: str) -> None:
+    """A throttled operation must be one of botocore's: a misspelt name would silently throttle nothing."""
+    known = set(service_model("batch").operation_names) | set(service_model("logs").operation_names)
+    if operation not in known:
+        close = difflib.get_close_matches(operation, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise _invalid(f"throttle.{operation} is not an AWS Batch or CloudWatch Logs operation{hint}")
 
 
 def _name_matches(pattern: str, name: str) -> bool:
@@ -134,8 +148,9 @@ class Faults:
         with self.store_lock:
             self.store.save_resource("faults", "faults", self.document)
 
-    def throttle(self, operation: str) -> None:
-        """Raise ``TooManyRequestsException`` when ``operation`` is to be throttled now."""
+    def throttle(self, operation: str, service: str = "batch") -> None:
+        """Raise AWS's throttling error when ``operation`` is to be throttled now: Batch's
+        ``TooManyRequestsException`` (HTTP 429), or CloudWatch Logs' ``ThrottlingException`` (HTTP 400)."""
         with self._lock:
             rule = self.document["throttle"].get(operation)
             if not rule:
@@ -145,6 +160,8 @@ class Faults:
                 self._save()
             elif not ("rate" in rule and random.random() < rule["rate"]):
                 return
+        if service == "logs":
+            raise ApiError("ThrottlingException", LOGS_THROTTLE_MESSAGE, 400)
         raise ApiError("TooManyRequestsException", THROTTLE_MESSAGE, 429)
 
     def failure(self, job: Job, attempt_number: int, attempt_id: str) -> tuple[int | None, str] | None:

@@ -209,6 +209,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         operation = logs_operation(target)
         if operation is None or self.command != "POST":
             raise ApiError("UnknownOperationException", f"Unknown operation: {target}")
+        self.server.engine.faults.throttle(operation, "logs")  # before validation, as on AWS
         handler = self.server.logs.handlers.get(operation)
         if handler is None:
             raise ApiError("InvalidOperationException", f"{operation} is not supported by the local endpoint")

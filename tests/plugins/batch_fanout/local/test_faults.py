@@ -52,6 +52,27 @@ def test_throttling_for_a_count_answers_429_and_counts_down(
     assert batch.describe_jobs(jobs=[job_id])["jobs"]  # other operations are not throttled
 
 
+def test_cloudwatch_logs_operations_are_throttled_as_that_service_throttles(
+    endpoint: EndpointHandle, faults: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    faults({"throttle": {"DescribeLogGroups": {"count": 3}}})
+    logs = endpoint.client("logs")  # 3 attempts per call (max_attempts 2 retries): all throttled
+    with pytest.raises(ClientError) as raised:
+        logs.describe_log_groups()
+    assert raised.value.response["Error"]["Code"] == "ThrottlingException"
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert logs.describe_log_groups()["logGroups"][0]["logGroupName"] == "/aws/batch/job"
+
+
+def test_a_misspelt_operation_is_refused_with_a_suggestion(endpoint: EndpointHandle) -> None:
+    with pytest.raises(
+        RuntimeError,
+        match=r"throttle\.DescribeJob is not an AWS Batch or CloudWatch Logs operation; did you mean DescribeJobs\?",
+    ):
+        endpoint.faults({"throttle": {"DescribeJob": {"count": 1}}})
+    assert endpoint.faults()["throttle"] == {}  # the document in force is unchanged
+
+
 def test_the_providers_backoff_rides_out_throttling_and_gives_up_after_its_retries(
     endpoint: EndpointHandle,
     faults: Callable[[dict[str, Any]], dict[str, Any]],
