@@ -42,7 +42,7 @@ from batch_fanout.local.attempts import (
 )
 from batch_fanout.local.consumables import ConsumableResources
 from batch_fanout.local.errors import client_error
-from batch_fanout.local.faults import Faults, reclaim_reason
+from batch_fanout.local.faults import INJECTED_LOG_LINE, Faults, reclaim_reason
 from batch_fanout.local.gpus import GpuPool, detect_gpus
 from batch_fanout.local.images import ImageResolver
 from batch_fanout.local.jobs import (
@@ -51,6 +51,7 @@ from batch_fanout.local.jobs import (
     Job,
     now_ms,
 )
+from batch_fanout.local.logfile import LogWriter
 from batch_fanout.local.processes import process_start_time
 from batch_fanout.local.registry import Registry
 from batch_fanout.local.runtime import (
@@ -307,6 +308,10 @@ class Engine:
                 del record["container"]["reason"]
             else:
                 record["container"] = {"exitCode": exit_code, "logStreamName": attempt.stream}
+            what = "a Spot reclaim" if exit_code is None else f"exit code {exit_code}"
+            writer = LogWriter(self.supervision.log_path(attempt_id), self.supervision.max_log_bytes)
+            writer.feed(INJECTED_LOG_LINE.format(what=what).encode() + b"\n", now_ms())
+            writer.close(now_ms())
             self.scheduler.finish_attempt(job, record, exit_code, None, reason)
             return None
         try:

@@ -52,6 +52,10 @@ FAULTS_PATH = "/_local/faults"
 RECLAIM_PATH = "/_local/reclaim"
 THROTTLE_MESSAGE = "Too Many Requests"
 LOGS_THROTTLE_MESSAGE = "Rate exceeded"
+# The one line of an attempt that a fault failed before it ran, so whoever reads its log knows why.
+INJECTED_LOG_LINE = (
+    "[local endpoint: the faults document failed this attempt ({what}); its command did not run]"
+)
 KEYS = ("throttle", "failures", "capacity")
 
 

@@ -101,7 +101,10 @@ def test_the_providers_backoff_rides_out_throttling_and_gives_up_after_its_retri
 
 
 def test_failures_on_given_indices_and_attempts_are_retried_by_the_retry_strategy(
-    faults: Callable[[dict[str, Any]], dict[str, Any]], submit: Submit, wait_status: WaitStatus
+    faults: Callable[[dict[str, Any]], dict[str, Any]],
+    submit: Submit,
+    wait_status: WaitStatus,
+    read_log: Callable[[str], list[str]],
 ) -> None:
     faults({"failures": [{"jobName": "flaky*", "indices": [1, 3], "attempts": [1], "exitCode": 3}]})
     parent = submit(name="flaky-array", arrayProperties={"size": 4}, retryStrategy={"attempts": 2})
@@ -110,6 +113,10 @@ def test_failures_on_given_indices_and_attempts_are_retried_by_the_retry_strateg
     assert [len(child["attempts"]) for child in children] == [1, 2, 1, 2]
     assert children[1]["attempts"][0]["container"]["exitCode"] == 3
     assert children[1]["attempts"][1]["container"]["exitCode"] == 0
+    # The failed attempt's log says why it has no output of its own.
+    assert read_log(children[1]["attempts"][0]["container"]["logStreamName"]) == [
+        "[local endpoint: the faults document failed this attempt (exit code 3); its command did not run]"
+    ]
 
 
 def test_a_spot_reclaim_fires_on_status_reason_rules(

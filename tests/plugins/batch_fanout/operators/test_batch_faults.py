@@ -127,3 +127,51 @@ def test_throttled_submit_and_describe_are_ridden_out_by_the_operators_backoff( 
     out = capfd.readouterr().out
     assert out.count("AWS throttled submit_job (TooManyRequestsException)") == 2
     assert out.count("AWS throttled describe_jobs (TooManyRequestsException)") == 3
+
+
+def test_an_injected_failure_of_one_index_is_retried_alone_by_the_next_try(  # noqa: PLR0917 - fixtures
+    run_dag: Any,
+    probe_endpoint: Any,
+    probe_connection: str,
+    probe: Any,
+    probe_batch: Any,
+    helpers: Any,
+    capfd: Any,
+) -> None:
+    """The endpoint fails child 2 of the first array with exit code 5 (it never runs); the task fails,
+    and its Airflow retry submits only logical index 2, which runs and succeeds."""
+    probe_endpoint.faults(
+        {"failures": [{"jobName": "faulty-arr", "indices": [2], "attempts": [1], "exitCode": 5}]}
+    )
+    try:
+        with DAG("bf_injected_failure", schedule=None, start_date=START) as dag:
+            BatchFanoutOperator(
+                task_id="arr",
+                job_name="faulty-arr",
+                array_size=4,
+                job_definition="fanout-probe",
+                job_queue="batch-fanout-queue",
+                poll_interval=0.2,
+                container_overrides=probe.overrides(),
+                retries=1,
+                retry_delay=datetime.timedelta(0),
+            )
+
+        dag_run = run_dag(dag)
+    finally:
+        probe_endpoint.faults({})
+
+    assert dag_run.state == "success"
+    assert dag_run.get_task_instance("arr").try_number == 2
+    first, retried = helpers.jobs_of_task(probe_batch, "faulty-arr", "bf_injected_failure", "arr")
+    assert first["status"] == "FAILED"
+    failed_child = probe_batch.describe_jobs(jobs=[f"{first['jobId']}:2"])["jobs"][0]
+    assert failed_child["container"]["exitCode"] == 5
+    assert retried["status"] == "SUCCEEDED" and not retried.get("arrayProperties")
+    # Index 2 did not run in the first array (the endpoint failed it instead); it ran once on retry.
+    assert probe.runs() == {0: 1, 1: 1, 2: 1, 3: 1}
+    assert sorted(probe.outputs()) == [0, 1, 2, 3]
+    out = capfd.readouterr().out
+    assert "submitting only logical indices 2" in out
+    # The failed child's log, copied into the task log, says that a fault failed it.
+    assert "the faults document failed this attempt (exit code 5); its command did not run" in out
