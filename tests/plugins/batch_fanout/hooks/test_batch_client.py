@@ -1,8 +1,8 @@
 """Request shapes of BatchFanoutClientHook, with botocore's Stubber, and its backoff ceilings.
 
-These are the AWS-only parts (exact request shapes, answers no local endpoint gives); throttling and
-retries are tested against the local endpoint's faults in ``test_batch_client_throttling.py``, and
-behaviour against a running endpoint with the operators.
+These are the AWS-only parts (exact request shapes, answers no local endpoint gives); throttling,
+retries and the failed-children lookup are tested against the local endpoint's faults in
+``test_batch_client_throttling.py``, and behaviour against a running endpoint with the operators.
 """
 
 from __future__ import annotations
@@ -111,38 +111,3 @@ def test_find_jobs_by_tags_filters_by_name_and_matches_tags(
     found = hook.find_jobs_by_tags("q", "fan", tags)
 
     assert [d["jobId"] for d in found] == ["c", "a"]
-
-
-def test_failed_children_lists_then_describes_in_index_order(
-    hook: BatchFanoutClientHook, stubber: Stubber
-) -> None:
-    stubber.add_response(
-        "describe_jobs", {"jobs": [job("p", "FAILED", arrayProperties={"size": 8})]}, {"jobs": ["p"]}
-    )
-    stubber.add_response(
-        "list_jobs",
-        {"jobSummaryList": [{"jobId": "p:7", "jobName": "fan"}, {"jobId": "p:2", "jobName": "fan"}]},
-        {"arrayJobId": "p", "jobStatus": "FAILED"},
-    )
-    child = {
-        "container": {"exitCode": 3, "logStreamName": "def/default/x"},
-        "statusReason": "Essential container in task exited",
-    }
-    stubber.add_response(
-        "describe_jobs",
-        {
-            "jobs": [
-                job("p:7", "FAILED", arrayProperties={"index": 7}, **child),
-                job("p:2", "FAILED", arrayProperties={"index": 2}, **child),
-            ]
-        },
-        {"jobs": ["p:2", "p:7"]},
-    )
-
-    children = hook.failed_children("p")
-
-    assert [(c.array_index, c.exit_code, c.log_stream) for c in children] == [
-        (2, 3, "def/default/x"),
-        (7, 3, "def/default/x"),
-    ]
-    assert children[0].status_reason == "Essential container in task exited"

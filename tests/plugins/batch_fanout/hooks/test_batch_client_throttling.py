@@ -1,6 +1,6 @@
-"""BatchFanoutClientHook's throttling backoff and retry budget against the local endpoint's faults:
-real ``TooManyRequestsException`` answers (HTTP 429) over HTTP, with botocore's own retries off so
-that every retry seen is the hook's."""
+"""BatchFanoutClientHook against the local endpoint's faults: its throttling backoff and retry budget
+on real ``TooManyRequestsException`` answers (HTTP 429) over HTTP, with botocore's own retries off so
+that every retry seen is the hook's, and the failed-children lookup that retries of arrays rely on."""
 
 from __future__ import annotations
 
@@ -130,3 +130,46 @@ def test_async_state_backs_off_on_throttling_with_the_same_loop(
     assert state.job_id == held_job and state.job_name == "throttle-target"
     # The pauses went through the hook's one backoff loop (run in a worker thread).
     assert len(hook.pauses) == 2  # type: ignore[attr-defined]
+
+
+def test_failed_children_of_an_array_failed_by_faults_come_in_index_order_with_their_reasons(
+    hook: BatchFanoutClientHook,
+    faults: Callable[..., dict[str, Any]],
+    probe_batch: Any,
+    probe: Any,
+    helpers: Any,
+) -> None:
+    """What the operator's retry of failed children reads: children 7 and 2 failed by the endpoint
+    (an exit code, a Spot reclaim), listed under a throttled ListJobs, described in index order."""
+    faults(
+        {
+            "throttle": {"ListJobs": {"count": 1}},
+            "failures": [
+                {"jobName": "failing-children", "indices": [7], "exitCode": 3},
+                {"jobName": "failing-children", "indices": [2], "reclaim": True},
+            ],
+        }
+    )
+    parent = probe_batch.submit_job(
+        jobName="failing-children",
+        jobQueue=QUEUE,
+        jobDefinition="fanout-probe",
+        arrayProperties={"size": 8},
+        containerOverrides=probe.overrides(),
+    )["jobId"]
+
+    def finished() -> bool:
+        return probe_batch.describe_jobs(jobs=[parent])["jobs"][0]["status"] == "FAILED"
+
+    helpers.wait_for(finished, 60, "the array to fail")
+
+    children = hook.failed_children(parent)
+
+    assert [(child.array_index, child.exit_code) for child in children] == [(2, None), (7, 3)]
+    assert children[0].status_reason.startswith("Host EC2 (instance i-")
+    assert children[1].status_reason == "Essential container in task exited"
+    assert all(
+        child.log_stream and child.log_stream.startswith("fanout-probe/default/") for child in children
+    )
+    assert hook.failed_child_indices(parent) == [2, 7]
+    assert len(hook.pauses) == 1  # type: ignore[attr-defined]  # the one throttled ListJobs
