@@ -290,8 +290,11 @@ def _faults(args: argparse.Namespace) -> int:
         return 2
     credentials = load_credentials(recorded_credentials_file(data_dir) or data_dir / CREDENTIALS_FILE)
     try:
-        if args.reclaim:
-            for job_id in reclaim_jobs(str(state["url"]), credentials, args.reclaim):
+        if args.reclaim or args.reclaim_environment:
+            reclaimed = reclaim_jobs(
+                str(state["url"]), credentials, args.reclaim or [], args.reclaim_environment
+            )
+            for job_id in reclaimed:
                 print(f"reclaimed {job_id}")
             return 0
         print(json.dumps(exchange_faults(str(state["url"]), credentials, document), indent=2))
@@ -468,6 +471,12 @@ def add_parser(subparsers: Any) -> None:
         nargs="+",
         metavar="JOB_ID",
         help="reclaim the running attempts of these jobs now, as Spot reclaims an instance",
+    )
+    choice.add_argument(
+        "--reclaim-environment",
+        nargs="+",
+        metavar="COMPUTE_ENVIRONMENT",
+        help="reclaim every running attempt of these compute environments now (the whole Spot fleet)",
     )
     faults.set_defaults(func=_faults)
     clock = commands.add_parser(

@@ -419,11 +419,24 @@ class Engine:
         instance: SIGTERM, SIGKILL after the grace, then no exit code and a ``Host EC2 ... terminated.``
         status reason; the ``retryStrategy`` decides what follows. Returns the jobs reclaimed; call
         under ``lock``."""
+        targets = job.children if job.is_parent else [job]
+        return self._reclaim(
+            [attempt for target in targets if (attempt := self._attempts.get(target.job_id))]
+        )
+
+    def reclaim_environment(self, environment_name: str) -> list[Job]:
+        """Reclaim every running attempt of a compute environment, as when Spot takes its whole fleet
+        back; returns the jobs reclaimed; call under ``lock``."""
+        return self._reclaim(
+            [attempt for attempt in self._attempts.values() if attempt.environment == environment_name]
+        )
+
+    def _reclaim(self, attempts: list[Attempt]) -> list[Job]:
         reclaimed: list[Job] = []
-        for target in job.children if job.is_parent else [job]:
-            attempt = self._attempts.get(target.job_id)
-            if attempt is None or attempt.stop_cause is not None:
-                continue  # not started, or already being stopped (terminated, the endpoint stopping)
+        for attempt in attempts:
+            if attempt.stop_cause is not None:
+                continue  # already being stopped (terminated, the endpoint stopping, reclaimed)
+            target = attempt.job
             reason = reclaim_reason(attempt.attempt_id)
             attempt.stop_cause, attempt.stop_reason = "reclaim", reason
             if target.current is not None:

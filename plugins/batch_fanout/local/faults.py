@@ -26,7 +26,8 @@ across restarts until replaced::
   ``maxvCpus``.
 
 Attempts that already run are reclaimed on demand, at the moment the caller chooses:
-``POST /_local/reclaim`` with ``{"jobs": [...]}`` (``batch-fanout local faults --reclaim``); the engine
+``POST /_local/reclaim`` with ``{"jobs": [...]}`` and/or ``{"computeEnvironments": [...]}``
+(``batch-fanout local faults --reclaim`` / ``--reclaim-environment``); the engine
 stops them as a Spot interruption does (SIGTERM, SIGKILL after the grace) and records the same status
 reason as a reclaim at the start.
 """
@@ -190,15 +191,21 @@ class Faults:
         return None if value is None else float(value)
 
 
-def reclaim_request(document: Any) -> list[str]:
-    """The job ids of a ``POST /_local/reclaim`` body (``{"jobs": [...]}``); ``ClientException`` when
-    it is not of that shape."""
-    jobs = document.get("jobs") if isinstance(document, dict) else None
-    if set(document or {}) != {"jobs"} or not isinstance(jobs, list) or not jobs:
-        raise ApiError("ClientException", 'Invalid reclaim request: send {"jobs": ["<job id>", ...]}')
-    if not all(isinstance(job_id, str) and job_id for job_id in jobs):
-        raise ApiError("ClientException", "Invalid reclaim request: jobs must be job ids (strings)")
-    return list(jobs)
+def reclaim_request(document: Any) -> tuple[list[str], list[str]]:
+    """The job ids and compute environments of a ``POST /_local/reclaim`` body (``{"jobs": [...]}``,
+    ``{"computeEnvironments": [...]}`` or both); ``ClientException`` when it is not of that shape."""
+    usage = 'send {"jobs": ["<job id>", ...]} and/or {"computeEnvironments": ["<name or ARN>", ...]}'
+    if not isinstance(document, dict) or not document or not set(document) <= {"jobs", "computeEnvironments"}:
+        raise ApiError("ClientException", f"Invalid reclaim request: {usage}")
+    lists = []
+    for key in ("jobs", "computeEnvironments"):
+        values = document.get(key, [])
+        if not isinstance(values, list) or not all(isinstance(value, str) and value for value in values):
+            raise ApiError("ClientException", f"Invalid reclaim request: {key} must be a list of strings")
+        lists.append(list(values))
+    if not any(lists):
+        raise ApiError("ClientException", f"Invalid reclaim request: {usage}")
+    return lists[0], lists[1]
 
 
 def _call_local(
@@ -239,12 +246,19 @@ def exchange_faults(
 
 
 def reclaim_jobs(
-    url: str, credentials: LocalCredentials, job_ids: list[str], timeout: float = 10.0
+    url: str,
+    credentials: LocalCredentials,
+    job_ids: list[str],
+    compute_environments: list[str] | None = None,
+    timeout: float = 10.0,
 ) -> list[str]:
-    """Reclaim the running attempts of ``job_ids`` now, as Spot does (``POST /_local/reclaim``); the
-    ids of the jobs whose attempt was reclaimed (an array's running children for an array's id).
+    """Reclaim the running attempts of ``job_ids`` and of ``compute_environments`` now, as Spot does
+    (``POST /_local/reclaim``); the ids of the jobs whose attempt was reclaimed (an array's running
+    children for an array's id).
 
-    :raises RuntimeError: with the endpoint's message when it refuses (an unknown job, none running)
+    :raises RuntimeError: with the endpoint's message when it refuses (an unknown job or compute
+        environment, nothing running)
     """
-    answer = _call_local(url, credentials, "POST", RECLAIM_PATH, {"jobs": job_ids}, timeout=timeout)
+    document = {"jobs": job_ids, "computeEnvironments": compute_environments or []}
+    answer = _call_local(url, credentials, "POST", RECLAIM_PATH, document, timeout=timeout)
     return list(answer["reclaimed"])

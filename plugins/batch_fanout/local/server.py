@@ -148,7 +148,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 self._send(200, clock.current())
                 return
             if self.path == RECLAIM_PATH and self.command == "POST":
-                self._send(200, self._reclaim(reclaim_request(self._decode(body, "ClientException"))))
+                self._send(200, self._reclaim(*reclaim_request(self._decode(body, "ClientException"))))
                 return
             if self.path.startswith(LOCAL_PREFIX):
                 if self.path != STATUS_PATH or self.command != "GET":
@@ -217,8 +217,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         validate_input("logs", operation, params, "InvalidParameterException")
         return handler(params, self._signed_region)
 
-    def _reclaim(self, job_ids: list[str]) -> dict[str, Any]:
-        """Reclaim the running attempts of ``job_ids`` (each must name a job); refused when none runs."""
+    def _reclaim(self, job_ids: list[str], environments: list[str]) -> dict[str, Any]:
+        """Reclaim the running attempts of ``job_ids`` and of the compute environments ``environments``
+        (each must exist); refused when none runs."""
         engine = self.server.engine
         with engine.lock:
             jobs = []
@@ -227,11 +228,18 @@ class RequestHandler(BaseHTTPRequestHandler):
                 if job is None:
                     raise ApiError("ClientException", f"Job {job_id} not found")
                 jobs.append(job)
+            names = []
+            for reference in environments:
+                environment = engine.registry.compute_environments.find(reference)
+                if environment is None:
+                    raise ApiError("ClientException", f"Compute environment {reference} not found")
+                names.append(str(environment["computeEnvironmentName"]))
             reclaimed = [target.job_id for job in jobs for target in engine.reclaim(job)]
+            reclaimed += [target.job_id for name in names for target in engine.reclaim_environment(name)]
         if not reclaimed:
             raise ApiError(
                 "ClientException",
-                f"Nothing to reclaim: no attempt of {', '.join(job_ids)} is STARTING or RUNNING",
+                f"Nothing to reclaim: no attempt of {', '.join(job_ids + environments)} is STARTING or RUNNING",
             )
         return {"reclaimed": reclaimed}
 

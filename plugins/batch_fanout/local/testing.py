@@ -70,9 +70,10 @@ class EndpointHandle:
         """
         return exchange_clock(self.url, self.credentials, seconds)
 
-    def reclaim(self, *job_ids: str) -> list[str]:
-        """Reclaim the running attempts of ``job_ids`` now, as Spot does; the ids of the jobs reclaimed."""
-        return reclaim_jobs(self.url, self.credentials, list(job_ids))
+    def reclaim(self, *job_ids: str, compute_environments: tuple[str, ...] = ()) -> list[str]:
+        """Reclaim the running attempts of ``job_ids`` and of ``compute_environments`` now, as Spot
+        does; the ids of the jobs reclaimed."""
+        return reclaim_jobs(self.url, self.credentials, list(job_ids), list(compute_environments))
 
     def connection(self, region: str = DEFAULT_REGION, **extra: Any) -> dict[str, Any]:
         """An Airflow ``aws`` connection for this endpoint (for ``AIRFLOW_CONN_<ID>`` as JSON).

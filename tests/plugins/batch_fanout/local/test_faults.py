@@ -296,6 +296,51 @@ def test_reclaim_names_what_it_cannot_reclaim(
     assert "Invalid reclaim request" in json.loads(refused.value.read())["message"]
 
 
+def test_reclaiming_a_compute_environment_with_its_capacity_gone_holds_the_retries_runnable(  # noqa: PLR0917
+    endpoint: EndpointHandle,
+    faults: Callable[[dict[str, Any]], dict[str, Any]],
+    submit: Submit,
+    wait_status: WaitStatus,
+    until: Until,
+    tmp_path: Path,
+) -> None:
+    """The whole Spot fleet goes: every running attempt of the environment is reclaimed and, with its
+    capacity at 0, the retries wait RUNNABLE until the capacity comes back."""
+    release, pids = tmp_path / "release", tmp_path / "pids"
+    pids.mkdir()
+    parent = submit(
+        f"pidfile:{pids}",
+        f"wait:{release}",
+        name="fleet",
+        arrayProperties={"size": 2},
+        retryStrategy={"attempts": 2},
+    )
+    children = [f"{parent}:0", f"{parent}:1"]
+    until(lambda: len(list(pids.iterdir())) == 2, what="both children to be at work")
+    batch = endpoint.client("batch")
+    faults({"capacity": {"batch-fanout-ce": 0}})
+
+    assert sorted(endpoint.reclaim(compute_environments=("batch-fanout-ce",))) == children
+
+    def states() -> list[tuple[str, int]]:
+        return [(job["status"], len(job["attempts"])) for job in batch.describe_jobs(jobs=children)["jobs"]]
+
+    until(lambda: states() == [("RUNNABLE", 1)] * 2, what="both retries to wait for capacity")
+    faults({})
+    release.touch()
+    assert wait_status(parent)["status"] == "SUCCEEDED"
+    for child in batch.describe_jobs(jobs=children)["jobs"]:
+        lost, retried = child["attempts"]
+        assert lost["statusReason"].startswith("Host EC2 (instance i-")
+        assert retried["container"]["exitCode"] == 0
+    with pytest.raises(RuntimeError, match="Compute environment no-such-ce not found"):
+        endpoint.reclaim(compute_environments=("no-such-ce",))
+    with pytest.raises(
+        RuntimeError, match="Nothing to reclaim: no attempt of batch-fanout-ce is STARTING or RUNNING"
+    ):
+        endpoint.reclaim(compute_environments=("batch-fanout-ce",))
+
+
 def test_the_cli_reclaims_a_running_job(
     endpoint: EndpointHandle, submit: Submit, wait_status: WaitStatus, tmp_path: Path
 ) -> None:
