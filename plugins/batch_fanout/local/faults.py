@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import random
 import threading
 import urllib.error
@@ -51,6 +52,8 @@ from batch_fanout.local.store import Store
 
 FAULTS_PATH = "/_local/faults"
 RECLAIM_PATH = "/_local/reclaim"
+
+log = logging.getLogger(__name__)
 THROTTLE_MESSAGE = "Too Many Requests"
 LOGS_THROTTLE_MESSAGE = "Rate exceeded"
 # The one line of an attempt that a fault failed before it ran, so whoever reads its log knows why.
@@ -134,7 +137,12 @@ class Faults:
         self.store_lock = store_lock
         self._lock = threading.Lock()
         stored = store.load_resources("faults")
-        self.document = check(stored[0]) if stored else check({})
+        try:
+            self.document = check(stored[0]) if stored else check({})
+        except ApiError as error:
+            # Stored by an endpoint with laxer checks: the endpoint starts without faults rather than not at all.
+            log.warning("ignoring the stored faults document: %s", error.message)
+            self.document = check({})
 
     def replace(self, document: Any) -> dict[str, Any]:
         checked = check(document)

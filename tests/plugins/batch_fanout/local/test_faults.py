@@ -410,3 +410,23 @@ def test_a_reclaim_holds_across_a_kill_of_the_endpoint(
         assert "exitCode" not in attempt["container"]
     finally:
         restarted.stop()
+
+
+def test_a_stored_document_that_no_longer_passes_the_checks_is_dropped_at_start(
+    tmp_path: Path, containers_dir: Path
+) -> None:
+    """A store written by an endpoint with laxer checks (here: a misspelt operation) must not keep the
+    endpoint from starting; it starts without faults and says so in its log."""
+    from batch_fanout.local.store import Store
+
+    data_dir = tmp_path / "data"
+    start_endpoint(data_dir, containers_dir=containers_dir).stop()
+    store = Store(data_dir / "state.sqlite3")
+    store.save_resource("faults", "faults", {"throttle": {"DescribeJob": {"count": 1}}})
+    store.close()
+    handle = start_endpoint(data_dir, containers_dir=containers_dir)
+    try:
+        assert handle.faults() == {"throttle": {}, "failures": [], "capacity": {}}
+    finally:
+        handle.stop()
+    assert "ignoring the stored faults document" in (data_dir / "server.log").read_text()
