@@ -61,6 +61,7 @@ INJECTED_LOG_LINE = (
     "[local endpoint: the faults document failed this attempt ({what}); its command did not run]"
 )
 KEYS = ("throttle", "failures", "capacity")
+FAILURE_KEYS = ("jobName", "indices", "attempts", "exitCode", "reclaim")
 
 
 def reclaim_reason(attempt_id: str) -> str:
@@ -97,6 +98,13 @@ def check(document: Any) -> dict[str, Any]:
     for position, rule in enumerate(failures):
         if not isinstance(rule, dict) or not isinstance(rule.get("jobName"), str):
             raise _invalid(f"failures[{position}] needs a jobName")
+        unknown_keys = set(rule) - set(FAILURE_KEYS)
+        if unknown_keys:
+            raise _invalid(
+                f"failures[{position}] has unknown keys {sorted(unknown_keys)}; use {', '.join(FAILURE_KEYS)}"
+            )
+        if "reclaim" in rule and not isinstance(rule["reclaim"], bool):
+            raise _invalid(f"failures[{position}].reclaim must be true or false")
         if not rule.get("reclaim") and not isinstance(rule.get("exitCode"), int):
             raise _invalid(f"failures[{position}] needs an exitCode, or reclaim: true")
         for key in ("indices", "attempts"):

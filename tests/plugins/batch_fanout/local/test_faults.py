@@ -171,6 +171,10 @@ def test_faults_are_checked_and_survive_a_restart(tmp_path: Path, containers_dir
             handle.faults({"throttle": {"DescribeJobs": {"rate": 2}}})
         with pytest.raises(RuntimeError, match="unknown keys"):
             handle.faults({"throtle": {}})
+        with pytest.raises(RuntimeError, match=r"failures\[0\] has unknown keys \['index'\]"):
+            handle.faults({"failures": [{"jobName": "a", "index": [1], "exitCode": 3}]})
+        with pytest.raises(RuntimeError, match=r"failures\[0\]\.reclaim must be true or false"):
+            handle.faults({"failures": [{"jobName": "a", "reclaim": "yes"}]})
         wanted = {"throttle": {"SubmitJob": {"count": 5}}, "failures": [], "capacity": {"batch-fanout-ce": 0}}
         assert handle.faults(wanted) == wanted
     finally:
