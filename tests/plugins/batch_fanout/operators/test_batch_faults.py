@@ -26,9 +26,18 @@ RECLAIM_RETRIED = {
 }
 
 
-def test_a_reclaimed_running_child_is_retried_by_batch_and_the_task_succeeds(  # noqa: PLR0917 - fixtures
-    run_dag: Any, probe_endpoint: Any, probe_connection: str, probe: Any, probe_batch: Any, helpers: Any
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_a_reclaimed_running_child_is_retried_by_batch_and_the_task_succeeds(
+    *,
+    run_dag: Any,
+    probe_endpoint: Any,
+    probe_connection: str,
+    probe: Any,
+    probe_batch: Any,
+    helpers: Any,
+    deferrable: bool,
 ) -> None:
+    dag_id = f"bf_spot_reclaim_{'deferred' if deferrable else 'sync'}"
     hold = probe.record_dir / "hold"
     reclaimed: list[str] = []
 
@@ -36,14 +45,14 @@ def test_a_reclaimed_running_child_is_retried_by_batch_and_the_task_succeeds(  #
         # Once the probe has recorded its run, it is at work (and holding), not starting up.
         if not (probe.record_dir / "1.1").exists():
             return False
-        [job] = helpers.jobs_of_task(probe_batch, "spot-arr", "bf_spot_reclaim", "arr")
+        [job] = helpers.jobs_of_task(probe_batch, "spot-arr", dag_id, "arr")
         child = f"{job['jobId']}:1"
         reclaimed.extend(probe_endpoint.reclaim(child))
         return True
 
     # Every child holds until child 1 has been reclaimed while it ran; then all are released.
     watcher = helpers.release_when(reclaim_child_1_once_running, hold)
-    with DAG("bf_spot_reclaim", schedule=None, start_date=START) as dag:
+    with DAG(dag_id, schedule=None, start_date=START) as dag:
         BatchFanoutOperator(
             task_id="arr",
             job_name="spot-arr",
@@ -53,12 +62,13 @@ def test_a_reclaimed_running_child_is_retried_by_batch_and_the_task_succeeds(  #
             poll_interval=0.2,
             container_overrides=probe.overrides(hold_file=hold),
             retry_strategy=RECLAIM_RETRIED,
+            deferrable=deferrable,
         )
 
     dag_run = run_dag(dag)
     watcher.join(timeout=60)
 
-    [job] = helpers.jobs_of_task(probe_batch, "spot-arr", "bf_spot_reclaim", "arr")
+    [job] = helpers.jobs_of_task(probe_batch, "spot-arr", dag_id, "arr")
     assert reclaimed == [f"{job['jobId']}:1"]
     assert dag_run.state == "success"
     assert dag_run.get_task_instance("arr").try_number == 1  # Batch retried the child, not Airflow
