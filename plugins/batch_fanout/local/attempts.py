@@ -18,6 +18,7 @@ from batch_fanout.local.jobs import (
     Job,
     now_ms,
 )
+from batch_fanout.local.multinode import node_variables
 from batch_fanout.local.runtime import AttemptRequest, SupervisorHandle, exit_code_of
 
 
@@ -57,6 +58,8 @@ def attempt_request(attempt: Attempt, queue_name: str) -> AttemptRequest:
     gpus = [int(gpu) for gpu in ((job.current or {}).get("resources") or {}).get("gpus") or []]
     if gpus:
         variables.update(gpu_environment(gpus))
+    if job.node_index is not None:
+        variables.update(node_variables(job))
     timeout = (spec.get("timeout") or {}).get("attemptDurationSeconds")
     return AttemptRequest(
         attempt.attempt_id,

@@ -23,6 +23,7 @@ from batch_fanout.local.fair_share import (
     check_scheduling_priority,
 )
 from batch_fanout.local.jobs_api import JobsApi
+from batch_fanout.local.multinode import check_node_properties
 from batch_fanout.local.registry import NamedResources, arn
 from batch_fanout.local.time_limits import check_time_limit_actions
 from batch_fanout.local.validation import (
@@ -177,6 +178,9 @@ class BatchApi:
         container = check_job_definition(params)
         check_scheduling_priority(params.get("schedulingPriority"), "schedulingPriority")
         name = params["jobDefinitionName"]
+        properties = {"containerProperties": container}
+        if container is None:
+            properties = {"nodeProperties": check_node_properties(name, params)}
         definitions = self.registry.job_definitions
         with self.engine.lock:
             self.engine.consumables.check_requirements(
@@ -189,9 +193,9 @@ class BatchApi:
                 "jobDefinitionArn": arn(region, f"job-definition/{name}:{revision}"),
                 "revision": revision,
                 "status": "ACTIVE",
-                "type": "container",
+                "type": params["type"],
                 "parameters": params.get("parameters", {}),
-                "containerProperties": container,
+                **properties,
                 "tags": params.get("tags", {}),
                 "propagateTags": params.get("propagateTags", False),
                 "platformCapabilities": params.get("platformCapabilities", ["EC2"]),

@@ -52,6 +52,8 @@ from batch_fanout.local.jobs import (
     now_ms,
 )
 from batch_fanout.local.logfile import LogWriter
+from batch_fanout.local.multinode import is_multinode_parent
+from batch_fanout.local.multinode_runs import MultiNodeRuns
 from batch_fanout.local.processes import process_start_time
 from batch_fanout.local.registry import Registry
 from batch_fanout.local.runtime import (
@@ -120,6 +122,7 @@ class Engine:
         self.runtime: Runtime = runtime or ProcessRuntime(ImageResolver(containers_dir, data_dir))
         self.supervision = Supervision(self.logs_dir, kill_grace_seconds, max_log_bytes)
         self._attempts: dict[str, Attempt] = {}
+        self.multinode = MultiNodeRuns(self)
         self._selector = selectors.DefaultSelector()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -194,6 +197,8 @@ class Engine:
             return
         if attempt.job.status == "STARTING":
             self.scheduler.set_status(attempt.job, "RUNNING")
+        if attempt.job.node_index is not None:
+            self.multinode.adopted(attempt.job)
         if attempt.stop_cause is not None:
             self.supervision.stop(handle)
 
@@ -232,6 +237,7 @@ class Engine:
                         launch = self._prepare(job, environment)
                         if launch is not None:
                             launches.append(launch)
+                    launches.extend(self.multinode.ready())  # nodes whose main node runs
                 except Exception:  # never let one bad job stop the engine
                     log.exception("engine round failed")
                 self.scheduler.flush()
@@ -274,6 +280,8 @@ class Engine:
         return True
 
     def _prepare(self, job: Job, environment: str) -> Launch | None:
+        if is_multinode_parent(job):
+            return self.multinode.place(job, environment)  # its main node's launch
         spec = job.spec
         vcpus, memory = self.scheduler.requirements(job)
         attempt_id = uuid.uuid4().hex
@@ -403,7 +411,7 @@ class Engine:
 
     def terminate(self, job: Job, reason: str) -> None:
         """TerminateJob: waiting jobs fail; running ones are stopped by their supervisors."""
-        for target in self.scheduler.terminate(job, reason):
+        for target in self.multinode.expand(self.scheduler.terminate(job, reason)):
             attempt = self._attempts.get(target.job_id)
             if attempt is None or attempt.stop_cause is not None:
                 continue

@@ -6,6 +6,8 @@ import fnmatch
 import time
 from typing import Any
 
+from batch_fanout.local.multinode import decorate_detail, decorate_summary, node_spec
+
 STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED"})
 ACTIVE_STATES = frozenset({"STARTING", "RUNNING"})
@@ -23,7 +25,7 @@ def now_ms() -> int:
 
 
 class Job:
-    """One job: a plain job, an array parent, or an array child.
+    """One job: a plain job, an array parent, an array child, a multi-node job or one of its nodes.
 
     An array child shares its parent's ``spec`` (definition, command, environment, dependencies,
     retry strategy), so that a 10,000-child array costs one spec and 10,000 small records.
@@ -44,6 +46,7 @@ class Job:
         "job_id",
         "log_stream",
         "name",
+        "node_index",
         "parent",
         "queue_arn",
         "region",
@@ -70,6 +73,7 @@ class Job:
         parent: Job | None = None,
         index: int | None = None,
         array_size: int | None = None,
+        node_index: int | None = None,
     ) -> None:
         self.job_id = job_id
         self.seq = seq
@@ -82,6 +86,7 @@ class Job:
         self.parent = parent
         self.index = index
         self.array_size = array_size
+        self.node_index = node_index  # the node's index, for a node of a multi-node job
         self.children: list[Job] = []
         self.status = "SUBMITTED"
         self.status_reason: str | None = None
@@ -130,6 +135,8 @@ class Job:
         if self.parent is not None:
             document["parentId"] = self.parent.job_id
             document["index"] = self.index
+            if self.node_index is not None:
+                document["nodeIndex"] = self.node_index
         else:
             document.update(
                 jobName=self.name,
@@ -143,16 +150,18 @@ class Job:
     @classmethod
     def from_document(cls, document: dict[str, Any], parent: Job | None) -> Job:
         if parent is not None:
+            node_index = document.get("nodeIndex")
             job = cls(
                 document["jobId"],
                 document["seq"],
                 parent.name,
                 parent.queue_arn,
                 parent.region,
-                parent.spec,
+                parent.spec if node_index is None else node_spec(parent.spec, node_index),
                 document["createdAt"],
                 parent=parent,
                 index=document["index"],
+                node_index=node_index,
             )
         else:
             job = cls(
@@ -234,6 +243,7 @@ class Job:
             }
         elif self.index is not None:
             detail["arrayProperties"] = {"index": self.index}
+        decorate_detail(self, detail)
         return detail
 
     def summary_view(self) -> dict[str, Any]:
@@ -266,6 +276,7 @@ class Job:
             view["arrayProperties"] = {"size": self.array_size}
         elif self.index is not None:
             view["arrayProperties"] = {"index": self.index}
+        decorate_summary(self, view)
         return view
 
 

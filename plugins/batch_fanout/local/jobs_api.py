@@ -11,6 +11,7 @@ from batch_fanout.local.engine import Engine
 from batch_fanout.local.errors import client_error
 from batch_fanout.local.fair_share import TOP_SHARES, check_submit_share
 from batch_fanout.local.jobs import Job, now_ms
+from batch_fanout.local.multinode import is_multinode_parent, new_multinode_jobs
 from batch_fanout.local.submission import check_dependencies, job_spec, new_jobs
 from batch_fanout.local.validation import (
     MAX_DESCRIBE_JOBS,
@@ -104,22 +105,27 @@ class JobsApi:
                 raise client_error(f"Job definition {definition['jobDefinitionArn']} is INACTIVE")
             check_submit_share(params, queue)
             dependencies = check_dependencies(params.get("dependsOn") or [], array_size, engine.scheduler)
-            spec = job_spec(params, definition, dependencies, region)
-            check_gpu_platform(
-                spec["container"]["resourceRequirements"], spec["platformCapabilities"], "containerOverrides"
-            )
-            override = params.get("consumableResourcePropertiesOverride") or {}
-            engine.consumables.check_requirements(
-                override.get("consumableResourceList") or [], "consumableResourcePropertiesOverride"
-            )
-            # The merged list: a resource of the definition may have been deleted since.
-            engine.consumables.check_requirements(
-                (spec.get("consumableResourceProperties") or {}).get("consumableResourceList") or [],
-                "consumableResourceProperties",
-            )
-            job, children = new_jobs(
-                engine.scheduler, params["jobName"], queue["jobQueueArn"], region, spec, array_size
-            )
+            if definition.get("type") == "multinode" or params.get("nodeOverrides"):
+                job, children = new_multinode_jobs(
+                    engine.scheduler, params, definition, queue["jobQueueArn"], region, dependencies
+                )
+            else:
+                spec = job_spec(params, definition, dependencies, region)
+                check_gpu_platform(
+                    spec["container"]["resourceRequirements"], spec["platformCapabilities"], "containerOverrides"
+                )
+                override = params.get("consumableResourcePropertiesOverride") or {}
+                engine.consumables.check_requirements(
+                    override.get("consumableResourceList") or [], "consumableResourcePropertiesOverride"
+                )
+                # The merged list: a resource of the definition may have been deleted since.
+                engine.consumables.check_requirements(
+                    (spec.get("consumableResourceProperties") or {}).get("consumableResourceList") or [],
+                    "consumableResourceProperties",
+                )
+                job, children = new_jobs(
+                    engine.scheduler, params["jobName"], queue["jobQueueArn"], region, spec, array_size
+                )
             engine.submit(job, children)
         return {"jobArn": job.job_arn, "jobName": job.name, "jobId": job.job_id}
 
@@ -149,7 +155,10 @@ class JobsApi:
                     raise client_error(f"Array job {params['arrayJobId']} not found")
                 candidates: list[Job] = parent.children
             elif params.get("multiNodeJobId"):
-                raise client_error("multiNodeJobId: multi-node jobs are not supported by the local endpoint")
+                parent = scheduler.jobs.get(params["multiNodeJobId"])
+                if parent is None or not is_multinode_parent(parent):
+                    raise client_error(f"Multi-node job {params['multiNodeJobId']} not found")
+                candidates = parent.children
             elif params.get("jobQueue"):
                 queue_arn = self.registry.job_queues.get(params["jobQueue"], client_error)["jobQueueArn"]
                 # Jobs are kept in submission order, so newest first is that order reversed.

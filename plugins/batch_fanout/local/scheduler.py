@@ -63,6 +63,10 @@ class Scheduler:
             self.clock, lambda queue_arn: int(self._policy(queue_arn).get("shareDecaySeconds") or 0)
         )
         self.time_limits = TimeLimits(self.clock)
+        # Multi-node jobs (``multinode_runs``): a node's attempt ended (the arguments of
+        # ``finish_attempt``), and any job reached a terminal state.
+        self.node_attempt_ended: Callable[..., None] | None = None
+        self.job_ended: Callable[[Job], None] | None = None
 
     # ---- loading ---------------------------------------------------------------------------
 
@@ -93,9 +97,12 @@ class Scheduler:
                 for child in job.children:
                     job.summary[child.status] += 1
             elif job.status in ("STARTING", "RUNNING"):
-                active.append(job)
+                if "nodeProperties" not in job.spec:  # a multi-node job's attempts are its nodes'
+                    active.append(job)
                 if job.spec.get("shareIdentifier"):
                     self.shares.started(job)
+            elif job.node_index is not None:
+                continue  # a node waits for its job's placement, never in a queue of its own
             elif job.status in ("SUBMITTED", "PENDING"):
                 self._to_evaluate.append(job)
             elif job.status == "RUNNABLE":
@@ -131,8 +138,7 @@ class Scheduler:
             elif old in ACTIVE_STATES and status not in ACTIVE_STATES:
                 self.shares.stopped(job)
         parent = job.parent
-        if parent is not None and old != status:
-            assert parent.summary is not None
+        if parent is not None and parent.summary is not None and old != status:
             parent.summary[old] -= 1
             parent.summary[status] += 1
             parent.summary_updated_at = now_ms()
@@ -141,6 +147,8 @@ class Scheduler:
             self._update_parent(parent)
         if status in TERMINAL_STATES and old not in TERMINAL_STATES:
             self._to_evaluate.extend(self._waiters.pop(job.job_id, ()))
+            if self.job_ended is not None:
+                self.job_ended(job)
 
     def _update_parent(self, parent: Job) -> None:
         """Derive an array parent's status from its children's counts (no scan of the children)."""
@@ -213,7 +221,7 @@ class Scheduler:
         return keys
 
     def _evaluate(self, job: Job) -> None:
-        if job.status not in ("SUBMITTED", "PENDING") or job.is_parent:
+        if job.status not in ("SUBMITTED", "PENDING") or job.is_parent or job.node_index is not None:
             return
         unmet: list[str] = []
         for key in self.dependency_keys(job):
@@ -391,6 +399,9 @@ class Scheduler:
         job.exit_code = exit_code
         job.container_reason = container_reason
         job.log_stream = record["container"].get("logStreamName")
+        if job.node_index is not None and self.node_attempt_ended is not None:
+            self.node_attempt_ended(job, record, exit_code, container_reason, status_reason, succeeded)
+            return
         if succeeded:
             job.stopped_at = record["stoppedAt"]
             self.set_status(job, "SUCCEEDED", status_reason)

@@ -132,8 +132,9 @@ def paged(key: str, items: list[Any], params: dict[str, Any], limit: int) -> dic
     return response
 
 
-def check_job_definition(params: dict[str, Any]) -> dict[str, Any]:
-    """RegisterJobDefinition's checks; returns the container properties."""
+def check_job_definition(params: dict[str, Any]) -> dict[str, Any] | None:
+    """RegisterJobDefinition's checks; returns the container properties (``None`` for a ``multinode``
+    definition, whose ``nodeProperties`` ``multinode.check_node_properties`` checks)."""
     name = params["jobDefinitionName"]
     check_name(name, "job definition name")
     size = len(json.dumps(params, separators=(",", ":")).encode())
@@ -141,10 +142,17 @@ def check_job_definition(params: dict[str, Any]) -> dict[str, Any]:
         raise client_error(
             f"Job definition {name} is {size} bytes; the limit is 24 KiB ({MAX_JOB_DEFINITION_BYTES} bytes)"
         )
-    if params["type"] != "container":
+    if params["type"] not in ("container", "multinode"):
         raise client_error(
-            f"Job definition type {params['type']!r} is not supported by the local endpoint; use 'container'"
+            f"Job definition type {params['type']!r} is not supported by the local endpoint; use 'container' "
+            "or 'multinode'"
         )
+    check_retry_strategy(params.get("retryStrategy"))
+    check_timeout(params.get("timeout"))
+    if params["type"] == "multinode":
+        return None
+    if params.get("nodeProperties"):
+        raise client_error(f"Job definition {name}: nodeProperties needs type multinode")
     container: dict[str, Any] | None = params.get("containerProperties")
     if not container:
         raise client_error(f"Job definition {name}: containerProperties is required for type container")
@@ -155,8 +163,6 @@ def check_job_definition(params: dict[str, Any]) -> dict[str, Any]:
     check_gpu_platform(
         container.get("resourceRequirements"), params.get("platformCapabilities"), "containerProperties"
     )
-    check_retry_strategy(params.get("retryStrategy"))
-    check_timeout(params.get("timeout"))
     return container
 
 
@@ -174,7 +180,7 @@ def check_submit(params: dict[str, Any]) -> int | None:
     check_resource_requirements(overrides.get("resourceRequirements"), "containerOverrides")
     check_retry_strategy(params.get("retryStrategy"))
     check_timeout(params.get("timeout"))
-    for unsupported in ("nodeOverrides", "eksPropertiesOverride", "ecsPropertiesOverride"):
+    for unsupported in ("eksPropertiesOverride", "ecsPropertiesOverride"):
         if params.get(unsupported):
             raise client_error(f"{unsupported} is not supported by the local endpoint")
     return array_size

@@ -6,7 +6,10 @@ file), ``pidfile:DIR`` (writes its pid to ``DIR/<index>-<attempt>.pid``), ``wait
 ``<index> <start-ns>`` to a file), ``fail-until-attempt:N`` (exits 3 while the attempt number is below
 N), ``exit:CODE``, ``exit-index:I:CODE`` (exits CODE in array child I), ``ignore-sigterm``, ``trap-sigterm`` (prints and exits 143 on SIGTERM),
 ``allocate:MIB`` (holds that much memory), ``lines:N:BYTES`` (prints N lines of BYTES characters),
-``spin`` (waits forever).
+``spin`` (waits forever), ``serve:PORT:PATH`` (a multi-node job's main node: listens on 127.0.0.1:PORT
+until each other node has said hello, then writes their messages to PATH), ``hello:PORT`` (another
+node: connects to the main node's address and port and says hello; the connection is retried while
+the main node is not listening yet).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -24,6 +28,38 @@ WAIT_LIMIT_SECONDS = 60.0
 def _on_sigterm(signum: int, frame: object) -> None:
     print("got SIGTERM", flush=True)
     sys.exit(143)
+
+
+def serve(port: int, path: str) -> None:
+    """Accept one hello from every other node of the job, answer each, and record them."""
+    expected = int(os.environ["AWS_BATCH_JOB_NUM_NODES"]) - 1
+    messages = []
+    with socket.create_server(("127.0.0.1", port)) as server:
+        server.settimeout(WAIT_LIMIT_SECONDS)
+        print(f"main node listening on port {port}", flush=True)
+        while len(messages) < expected:
+            connection, _ = server.accept()
+            with connection:
+                messages.append(connection.makefile().readline().strip())
+                connection.sendall(b"welcome\n")
+    Path(path).write_text("\n".join(sorted(messages)) + "\n")
+
+
+def hello(port: int) -> None:
+    """Say hello to the main node at the address AWS Batch gives the other nodes."""
+    address = os.environ["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"]
+    deadline = time.monotonic() + WAIT_LIMIT_SECONDS
+    while True:
+        try:
+            connection = socket.create_connection((address, port), timeout=WAIT_LIMIT_SECONDS)
+            break
+        except ConnectionRefusedError:  # the main node runs but does not listen yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    with connection:
+        connection.sendall(f"hello from node {os.environ['AWS_BATCH_JOB_NODE_INDEX']}\n".encode())
+        print(f"main node answered: {connection.makefile().readline().strip()}", flush=True)
 
 
 def main(steps: list[str]) -> int:
@@ -80,6 +116,11 @@ def main(steps: list[str]) -> int:
             for _ in range(int(count)):
                 print(line)
             sys.stdout.flush()
+        elif name == "serve":
+            port, _, path = value.partition(":")
+            serve(int(port), path)
+        elif name == "hello":
+            hello(int(value))
         elif name == "spin":
             while True:  # until a signal stops the process; pause returns after handled signals
                 signal.pause()

@@ -1,0 +1,371 @@
+"""Multi-node parallel jobs on the local endpoint, through boto3: AWS's validation, nodes that talk to
+their main node, the job's status from the main node, retries, terminate, cancel and gang placement."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from .conftest import QUEUE, TEST_IMAGE
+
+Describe = Callable[[str], dict[str, Any]]
+WaitStatus = Callable[..., dict[str, Any]]
+ReadLog = Callable[[str], list[str]]
+Until = Callable[..., Any]
+
+MAIN_EXITED = "Stopped: the job's main node exited"
+
+
+def container(*steps: str, vcpus: int = 1) -> dict[str, Any]:
+    return {
+        "image": TEST_IMAGE,
+        "command": ["python", "testjob.py", *steps],
+        "resourceRequirements": [{"type": "VCPU", "value": str(vcpus)}, {"type": "MEMORY", "value": "128"}],
+    }
+
+
+def register(
+    batch: Any, name: str, num_nodes: int, ranges: list[tuple[str, dict[str, Any]]], **extra: Any
+) -> str:
+    """Register a multinode definition with main node 0; returns its ARN."""
+    response = batch.register_job_definition(
+        jobDefinitionName=name,
+        type="multinode",
+        nodeProperties={
+            "numNodes": num_nodes,
+            "mainNode": extra.pop("mainNode", 0),
+            "nodeRangeProperties": [{"targetNodes": target, "container": body} for target, body in ranges],
+        },
+        **extra,
+    )
+    return str(response["jobDefinitionArn"])
+
+
+def submit(batch: Any, definition: str, name: str = "mnp", **extra: Any) -> str:
+    return str(batch.submit_job(jobName=name, jobQueue=QUEUE, jobDefinition=definition, **extra)["jobId"])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def client_error_message(call: Callable[[], Any]) -> str:
+    with pytest.raises(ClientError) as raised:
+        call()
+    assert raised.value.response["Error"]["Code"] == "ClientException"
+    return str(raised.value.response["Error"]["Message"])
+
+
+# ---- validation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("num_nodes", "main_node", "targets", "message"),
+    [
+        (3, 0, ["0:0", "2:"], "node 1 of 0:2 is in no range"),
+        (4, 0, ["0:2", "1:3"], "overlap"),
+        (3, 0, [":", ":"], "overlap"),
+        (3, 3, [":"], "mainNode 3 must be a node index below numNodes 3"),
+        (3, 0, ["0:5"], "the job has 3 nodes"),
+        (3, 0, ["2:1", ":"], "Invalid nodeRangeProperties[0].targetNodes '2:1'"),
+        (3, 0, ["one:two"], "give a range of node indices"),
+        (3, 0, ["0:0", "1:1", "2:2", "0:2", "1:2", "0:1"], "1 to 5 node ranges"),
+        (1001, 0, [":"], "numNodes must be between 1 and 1000"),
+    ],
+)
+def test_register_rejects_what_aws_rejects(
+    batch: Any, num_nodes: int, main_node: int, targets: list[str], message: str
+) -> None:
+    ranges = [(target, container("print:x")) for target in targets]
+    assert message in client_error_message(
+        lambda: register(batch, "bad-mnp", num_nodes, ranges, mainNode=main_node)
+    )
+
+
+def test_register_rejects_mixed_or_fargate_definitions(batch: Any) -> None:
+    properties = {
+        "numNodes": 2,
+        "mainNode": 0,
+        "nodeRangeProperties": [{"targetNodes": ":", "container": container()}],
+    }
+    assert "not containerProperties" in client_error_message(
+        lambda: batch.register_job_definition(
+            jobDefinitionName="bad",
+            type="multinode",
+            nodeProperties=properties,
+            containerProperties=container(),
+        )
+    )
+    assert "cannot run on FARGATE" in client_error_message(
+        lambda: batch.register_job_definition(
+            jobDefinitionName="bad",
+            type="multinode",
+            nodeProperties=properties,
+            platformCapabilities=["FARGATE"],
+        )
+    )
+    assert "nodeProperties needs type multinode" in client_error_message(
+        lambda: batch.register_job_definition(
+            jobDefinitionName="bad",
+            type="container",
+            nodeProperties=properties,
+            containerProperties=container(),
+        )
+    )
+    assert "nodeProperties is required" in client_error_message(
+        lambda: batch.register_job_definition(jobDefinitionName="bad", type="multinode")
+    )
+
+
+def test_nested_ranges_register_and_the_narrower_one_wins(
+    batch: Any, wait_status: WaitStatus, read_log: ReadLog, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    definition = register(
+        batch,
+        "nested",
+        3,
+        [("0:2", container("print:wide", f"wait:{release}")), ("1:1", container("print:narrow"))],
+    )
+    described = batch.describe_job_definitions(jobDefinitions=[definition])["jobDefinitions"][0]
+    assert described["type"] == "multinode"
+    assert described["nodeProperties"]["numNodes"] == 3
+    assert "containerProperties" not in described
+    job_id = submit(batch, definition)
+    assert wait_status(f"{job_id}#1")["status"] == "SUCCEEDED"  # before the main node ends and stops it
+    release.touch()
+    assert wait_status(job_id)["status"] == "SUCCEEDED"
+    logs = {
+        index: read_log(wait_status(f"{job_id}#{index}")["container"]["logStreamName"]) for index in (0, 1)
+    }
+    assert logs == {0: ["wide"], 1: ["narrow"]}
+
+
+def test_submit_rejects_what_aws_rejects(batch: Any, definition: str) -> None:
+    mnp = register(batch, "open-mnp", 2, [("0:0", container("print:main")), ("1:", container("print:node"))])
+    fixed = register(batch, "fixed-mnp", 2, [("0:0", container()), ("1:1", container())])
+    cases = [
+        ({"jobDefinition": mnp, "arrayProperties": {"size": 2}}, "cannot be an array job"),
+        ({"jobDefinition": mnp, "containerOverrides": {"command": ["x"]}}, "nodePropertyOverrides"),
+        ({"jobDefinition": definition, "nodeOverrides": {"numNodes": 2}}, "multi-node parallel jobs only"),
+        (
+            {"jobDefinition": mnp, "nodeOverrides": {"nodePropertyOverrides": [{"targetNodes": "0:1"}]}},
+            "NodeOverride targets should match job definition. Non matching targets - 0:1",
+        ),
+        ({"jobDefinition": fixed, "nodeOverrides": {"numNodes": 3}}, "open upper bound"),
+        ({"jobDefinition": mnp, "nodeOverrides": {"numNodes": 1}}, "the job has 1 nodes"),
+    ]
+    for extra, message in cases:
+        assert message in client_error_message(
+            lambda extra=extra: batch.submit_job(jobName="bad", jobQueue=QUEUE, **extra)
+        ), extra
+
+
+# ---- running -----------------------------------------------------------------------------------
+
+
+def test_nodes_talk_to_their_main_node(  # noqa: PLR0917 - pytest fixtures
+    batch: Any, describe: Describe, wait_status: WaitStatus, read_log: ReadLog, tmp_path: Path, until: Until
+) -> None:
+    port, record, release = free_port(), tmp_path / "hellos.txt", tmp_path / "release"
+    definition = register(
+        batch,
+        "talk",
+        3,
+        [
+            ("0:0", container("env", f"serve:{port}:{record}", f"wait:{release}")),
+            ("1:", container("env", f"hello:{port}")),
+        ],
+    )
+    job_id = submit(batch, definition, name="talk")
+    # The other nodes end on their own while the main node waits (it would stop them when it ends).
+    assert [wait_status(f"{job_id}#{index}")["status"] for index in (1, 2)] == ["SUCCEEDED", "SUCCEEDED"]
+    assert describe(job_id)["status"] == "RUNNING"
+    release.touch()
+    job = wait_status(job_id)
+    assert job["status"] == "SUCCEEDED"
+    assert record.read_text() == "hello from node 1\nhello from node 2\n"
+    assert "container" not in job
+    assert job["nodeProperties"]["numNodes"] == 3 and job["nodeProperties"]["mainNode"] == 0
+    assert [attempt["container"]["exitCode"] for attempt in job["attempts"]] == [0]
+    nodes = [describe(f"{job_id}#{index}") for index in range(3)]
+    assert [node["nodeDetails"] for node in nodes] == [
+        {"nodeIndex": 0, "isMainNode": True},
+        {"nodeIndex": 1, "isMainNode": False},
+        {"nodeIndex": 2, "isMainNode": False},
+    ]
+    assert all(node["status"] == "SUCCEEDED" and node["container"]["exitCode"] == 0 for node in nodes)
+    assert len({node["container"]["logStreamName"] for node in nodes}) == 3
+    environments = [json.loads(read_log(node["container"]["logStreamName"])[0]) for node in nodes]
+    for index, variables in enumerate(environments):
+        assert variables["AWS_BATCH_JOB_ID"] == f"{job_id}#{index}"
+        assert variables["AWS_BATCH_JOB_NODE_INDEX"] == str(index)
+        assert variables["AWS_BATCH_JOB_NUM_NODES"] == "3"
+        assert variables["AWS_BATCH_JOB_MAIN_NODE_INDEX"] == "0"
+        assert "AWS_BATCH_JOB_ARRAY_INDEX" not in variables
+    assert "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS" not in environments[0]
+    assert {variables["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] for variables in environments[1:]} == {
+        "127.0.0.1"
+    }
+    assert read_log(nodes[1]["container"]["logStreamName"])[-1] == "main node answered: welcome"
+    # The main node starts first; the others once it runs.
+    assert all(node["startedAt"] >= nodes[0]["startedAt"] for node in nodes[1:])
+    listed = batch.list_jobs(multiNodeJobId=job_id, jobStatus="SUCCEEDED")["jobSummaryList"]
+    assert [item["jobId"] for item in listed] == [f"{job_id}#{index}" for index in range(3)]
+    assert listed[0]["nodeProperties"] == {"isMainNode": True, "numNodes": 3, "nodeIndex": 0}
+    in_queue = batch.list_jobs(jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["talk"]}])[
+        "jobSummaryList"
+    ]
+    assert [item["jobId"] for item in in_queue] == [job_id]
+    assert in_queue[0]["nodeProperties"] == {"numNodes": 3}
+
+
+def test_the_job_ends_with_its_main_node_and_the_others_are_stopped(
+    batch: Any, describe: Describe, wait_status: WaitStatus, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    definition = register(
+        batch,
+        "main-exits",
+        2,
+        [
+            ("0:0", container(f"wait:{started}", "exit:5")),
+            ("1:1", container("trap-sigterm", f"touch:{started}", "spin")),
+        ],
+    )
+    job_id = submit(batch, definition)
+    job = wait_status(job_id)
+    assert job["status"] == "FAILED"
+    assert job["statusReason"] == "Essential container in task exited"
+    assert [attempt["container"]["exitCode"] for attempt in job["attempts"]] == [5]
+    other = wait_status(f"{job_id}#1")
+    assert other["status"] == "FAILED"
+    assert other["statusReason"] == MAIN_EXITED
+    assert other["container"]["exitCode"] == 143  # it got SIGTERM
+    assert describe(f"{job_id}#0")["container"]["exitCode"] == 5
+
+
+def test_another_node_failing_leaves_the_job_running(
+    batch: Any, describe: Describe, wait_status: WaitStatus, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    definition = register(
+        batch, "node-fails", 2, [("0:0", container(f"wait:{release}")), ("1:", container("exit:7"))]
+    )
+    job_id = submit(batch, definition)
+    failed = wait_status(f"{job_id}#1")
+    assert failed["status"] == "FAILED" and failed["container"]["exitCode"] == 7
+    assert describe(job_id)["status"] == "RUNNING"
+    release.touch()
+    assert wait_status(job_id)["status"] == "SUCCEEDED"
+
+
+def test_retries_apply_to_the_whole_job(
+    batch: Any, describe: Describe, wait_status: WaitStatus, read_log: ReadLog
+) -> None:
+    definition = register(
+        batch, "retried", 2, [("0:0", container("fail-until-attempt:2")), ("1:", container("print:node"))]
+    )
+    job_id = submit(batch, definition, retryStrategy={"attempts": 3})
+    job = wait_status(job_id)
+    assert job["status"] == "SUCCEEDED"
+    assert [attempt["container"]["exitCode"] for attempt in job["attempts"]] == [3, 0]
+    assert describe(f"{job_id}#0")["status"] == "SUCCEEDED"
+    # Each attempt of the job is an attempt of every node (node 1 may have ended on its own or been
+    # stopped by its main node's exit: either way, one attempt each time).
+    assert [len(wait_status(f"{job_id}#{index}")["attempts"]) for index in (0, 1)] == [2, 2]
+    assert read_log(describe(f"{job_id}#0")["attempts"][0]["container"]["logStreamName"]) == [
+        "failing attempt 1"
+    ]
+
+
+def test_node_overrides_change_the_nodes(
+    batch: Any, wait_status: WaitStatus, read_log: ReadLog, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    definition = register(
+        batch,
+        "override",
+        2,
+        [("0:0", container("print:main", f"wait:{release}")), ("1:", container("print:node"))],
+    )
+    job_id = submit(
+        batch,
+        definition,
+        nodeOverrides={
+            "numNodes": 4,
+            "nodePropertyOverrides": [
+                {"targetNodes": "1:", "containerOverrides": {"command": ["python", "testjob.py", "env"]}}
+            ],
+        },
+    )
+    assert [wait_status(f"{job_id}#{index}")["status"] for index in (1, 2, 3)] == ["SUCCEEDED"] * 3
+    release.touch()
+    assert wait_status(job_id)["status"] == "SUCCEEDED"
+    assert read_log(wait_status(f"{job_id}#0")["container"]["logStreamName"]) == ["main"]
+    for index in (1, 2, 3):
+        variables = json.loads(read_log(wait_status(f"{job_id}#{index}")["container"]["logStreamName"])[0])
+        assert variables["AWS_BATCH_JOB_NUM_NODES"] == "4"
+        assert variables["AWS_BATCH_JOB_NODE_INDEX"] == str(index)
+
+
+def test_terminate_reaches_every_node(
+    batch: Any, describe: Describe, wait_status: WaitStatus, until: Until
+) -> None:
+    definition = register(batch, "terminated", 3, [(":", container("trap-sigterm", "spin"))])
+    job_id = submit(batch, definition)
+    until(
+        lambda: all(describe(f"{job_id}#{index}")["status"] == "RUNNING" for index in range(3)),
+        what="every node to run",
+    )
+    batch.terminate_job(jobId=job_id, reason="enough")
+    job = wait_status(job_id)
+    assert job["status"] == "FAILED" and job["statusReason"] == "enough" and job["isTerminated"] is True
+    for index in range(3):
+        node = wait_status(f"{job_id}#{index}")
+        assert node["status"] == "FAILED"
+        assert node["container"]["exitCode"] == 143
+
+
+def test_gang_placement_waits_for_room_for_every_node(
+    batch: Any, describe: Describe, wait_status: WaitStatus, until: Until, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    blocker = batch.register_job_definition(
+        jobDefinitionName="blocker",
+        type="container",
+        containerProperties=container(f"wait:{release}", vcpus=1),
+    )["jobDefinitionArn"]
+    blocking = submit(batch, blocker, name="blocking")
+    wait_status(blocking, ("RUNNING",))
+    # Two nodes of 4 vCPUs need the whole 8-vCPU environment: one is not started without the other.
+    definition = register(batch, "gang", 2, [(":", container("print:ran", vcpus=4))])
+    job_id = submit(batch, definition, dependsOn=[])
+    follower = submit(batch, blocker, name="after-mnp", dependsOn=[{"jobId": job_id}])
+    until(lambda: describe(job_id)["status"] == "RUNNABLE", what="the job to wait for capacity")
+    assert [describe(f"{job_id}#{index}")["status"] for index in (0, 1)] == ["SUBMITTED", "SUBMITTED"]
+    release.touch()
+    assert wait_status(job_id)["status"] == "SUCCEEDED"
+    assert wait_status(follower)["status"] == "SUCCEEDED"  # a dependency on it works as on any job
+    assert wait_status(blocking)["status"] == "SUCCEEDED"
+
+
+def test_cancel_fails_a_waiting_job_and_its_nodes(batch: Any, wait_status: WaitStatus) -> None:
+    # Three nodes of 4 vCPUs never fit in 8 vCPUs: the job stays RUNNABLE until cancelled.
+    definition = register(batch, "too-big", 3, [(":", container("print:never", vcpus=4))])
+    job_id = submit(batch, definition)
+    wait_status(job_id, ("RUNNABLE",))
+    batch.cancel_job(jobId=job_id, reason="no room")
+    job = wait_status(job_id)
+    assert job["status"] == "FAILED" and job["statusReason"] == "no room" and job["isCancelled"] is True
+    for index in range(3):
+        node = wait_status(f"{job_id}#{index}")
+        assert node["status"] == "FAILED" and node["attempts"] == []
