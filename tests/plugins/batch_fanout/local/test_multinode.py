@@ -3,6 +3,7 @@ their main node, the job's status from the main node, retries, terminate, cancel
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 from collections.abc import Callable
@@ -152,7 +153,7 @@ def test_nested_ranges_register_and_the_narrower_one_wins(
 def test_submit_rejects_what_aws_rejects(batch: Any, definition: str) -> None:
     mnp = register(batch, "open-mnp", 2, [("0:0", container("print:main")), ("1:", container("print:node"))])
     fixed = register(batch, "fixed-mnp", 2, [("0:0", container()), ("1:1", container())])
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"jobDefinition": mnp, "arrayProperties": {"size": 2}}, "cannot be an array job"),
         ({"jobDefinition": mnp, "containerOverrides": {"command": ["x"]}}, "nodePropertyOverrides"),
         ({"jobDefinition": definition, "nodeOverrides": {"numNodes": 2}}, "multi-node parallel jobs only"),
@@ -165,7 +166,7 @@ def test_submit_rejects_what_aws_rejects(batch: Any, definition: str) -> None:
     ]
     for extra, message in cases:
         assert message in client_error_message(
-            lambda extra=extra: batch.submit_job(jobName="bad", jobQueue=QUEUE, **extra)
+            functools.partial(batch.submit_job, jobName="bad", jobQueue=QUEUE, **extra)
         ), extra
 
 

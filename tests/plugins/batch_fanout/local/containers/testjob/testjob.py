@@ -33,7 +33,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def serve(port: int, path: str) -> None:
     """Accept one hello from every other node of the job, answer each, and record them."""
     expected = int(os.environ["AWS_BATCH_JOB_NUM_NODES"]) - 1
-    messages = []
+    messages: list[str] = []
     with socket.create_server(("127.0.0.1", port)) as server:
         server.settimeout(WAIT_LIMIT_SECONDS)
         print(f"main node listening on port {port}", flush=True)
