@@ -132,13 +132,14 @@ class Engine:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._recover(self.scheduler.load())
+        self.multinode.recover()
         self.scheduler.flush()
         self.supervision.prune({attempt.attempt_id for attempt in self._attempts.values()})
 
     # ---- recovery --------------------------------------------------------------------------
 
     def _recover(self, active: list[Job]) -> None:
-        for job in active:
+        for job in sorted(active, key=self.multinode.recovery_order):
             current = job.current or {}
             attempt_id = current.get("attemptId")
             if not attempt_id:

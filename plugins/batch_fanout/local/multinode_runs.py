@@ -64,9 +64,19 @@ class MultiNodeRuns:
         return self.engine._prepare(main, environment)
 
     def adopted(self, node: Job) -> None:
-        """A node's supervisor runs: once the main node does, the job runs and its other nodes start."""
+        """A node's supervisor runs: once the main node does, the job runs and its other nodes start.
+
+        A node adopted after a restart whose main node ended meanwhile is stopped, as it would have been.
+        """
         parent = node.parent
-        if parent is None or node.node_index != main_index(parent) or parent.status != "STARTING":
+        if parent is None:
+            return
+        main = parent.children[main_index(parent)]
+        if node is not main:
+            if main.status in TERMINAL_STATES:
+                self._stop(node)
+            return
+        if parent.status != "STARTING":
             return
         parent.started_at = parent.started_at or node.started_at or now_ms()
         self.scheduler.set_status(parent, "RUNNING")
@@ -174,11 +184,53 @@ class MultiNodeRuns:
         """The main node ended: nodes not started never will; started ones are stopped."""
         self._release_held(parent, MAIN_EXITED_REASON)
         for node in parent.children:
-            attempt = self.engine._attempts.get(node.job_id)
-            if attempt is None or attempt.stop_cause is not None:
+            self._stop(node)
+
+    def _stop(self, node: Job) -> None:
+        attempt = self.engine._attempts.get(node.job_id)
+        if attempt is None or attempt.stop_cause is not None:
+            return
+        attempt.stop_cause, attempt.stop_reason = "terminate", MAIN_EXITED_REASON
+        if node.current is not None:
+            node.current.update(stopCause="terminate", stopReason=MAIN_EXITED_REASON)
+        if attempt.handle is not None:
+            self.engine.supervision.stop(attempt.handle)
+
+    # ---- after a restart -------------------------------------------------------------------
+
+    @staticmethod
+    def recovery_order(job: Job) -> int:
+        """Main nodes are recovered last, so that one that ended while the endpoint was down finds the
+        other nodes of its job adopted (and stops them, and waits for them before a retry)."""
+        parent = job.parent
+        return int(parent is not None and job.node_index == main_index(parent))
+
+    def recover(self) -> None:
+        """After the attempts are recovered: the held nodes of the jobs whose main node still runs are
+        held again (their capacity reserved), and a job whose main node ended while the endpoint was
+        down ends its attempt now, or once its other nodes have."""
+        for parent in self.scheduler.top_level_jobs:
+            if not is_multinode_parent(parent) or parent.status not in ("STARTING", "RUNNING"):
                 continue
-            attempt.stop_cause, attempt.stop_reason = "terminate", MAIN_EXITED_REASON
-            if node.current is not None:
-                node.current.update(stopCause="terminate", stopReason=MAIN_EXITED_REASON)
-            if attempt.handle is not None:
-                self.engine.supervision.stop(attempt.handle)
+            main = parent.children[main_index(parent)]
+            attempt = self.engine._attempts.get(main.job_id)
+            if attempt is not None:
+                waiting = [node for node in parent.children if node.status == "RUNNABLE"]
+                for node in waiting:
+                    self.scheduler.reserve(attempt.environment, *self.scheduler.requirements(node))
+                if waiting:
+                    self._held[parent.job_id] = (attempt.environment, waiting)
+                    if main.status == "RUNNING":
+                        self._ready.append(parent.job_id)
+            elif main.status in TERMINAL_STATES and parent.job_id not in self._deferred and main.attempts:
+                outcome = (
+                    main.attempts[-1],
+                    main.exit_code,
+                    main.container_reason,
+                    main.status_reason or "",
+                    main.status == "SUCCEEDED",
+                )
+                if self._live(parent):
+                    self._deferred[parent.job_id] = outcome
+                else:
+                    self.scheduler.finish_attempt(parent, *outcome)

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from batch_fanout.local.testing import start_endpoint
+
 from .conftest import QUEUE, TEST_IMAGE
 
 Describe = Callable[[str], dict[str, Any]]
@@ -370,3 +372,57 @@ def test_cancel_fails_a_waiting_job_and_its_nodes(batch: Any, wait_status: WaitS
     for index in range(3):
         node = wait_status(f"{job_id}#{index}")
         assert node["status"] == "FAILED" and node["attempts"] == []
+
+
+def test_a_main_node_that_ends_while_the_endpoint_is_down_ends_the_job_after_a_restart(
+    tmp_path: Path, containers_dir: Path, until: Until
+) -> None:
+    data_dir, release, ready = tmp_path / "data", tmp_path / "release", tmp_path / "ready"
+    handle = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4, kill_grace_seconds=2)
+    try:
+        batch = handle.client("batch")
+        definition = register(
+            batch,
+            "restart",
+            2,
+            [
+                ("0:0", container(f"wait:{release}")),
+                ("1:1", container("trap-sigterm", f"touch:{ready}", "spin")),
+            ],
+        )
+        job_id = submit(batch, definition)
+        until(ready.exists, what="the other node to run")
+        main_stream = batch.describe_jobs(jobs=[f"{job_id}#0"])["jobs"][0]["container"]["logStreamName"]
+        handle.kill()
+    except BaseException:
+        handle.stop()
+        raise
+    # The main node ends while the endpoint is down; its supervisor records it.
+    release.touch()
+    attempt_id = main_stream.rsplit("/", 1)[-1]
+    until(lambda: "status" in _journal(data_dir).get(attempt_id, {}), what="the main node's recorded end")
+    restarted = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4, kill_grace_seconds=2)
+    try:
+        batch = restarted.client("batch")
+        until(
+            lambda: batch.describe_jobs(jobs=[f"{job_id}#1"])["jobs"][0]["status"] == "FAILED",
+            what="the adopted node to be stopped",
+        )
+        job, main, other = batch.describe_jobs(jobs=[job_id, f"{job_id}#0", f"{job_id}#1"])["jobs"]
+        assert job["status"] == "SUCCEEDED"
+        assert [attempt["container"]["exitCode"] for attempt in job["attempts"]] == [0]
+        assert main["status"] == "SUCCEEDED" and len(main["attempts"]) == 1
+        assert other["statusReason"] == MAIN_EXITED and other["container"]["exitCode"] == 143
+        assert len(other["attempts"]) == 1  # adopted, not interrupted and retried
+    finally:
+        restarted.stop()
+
+
+def _journal(data_dir: Path) -> dict[str, dict[str, Any]]:
+    """What the supervisors recorded, by attempt (the journals' documented format)."""
+    entries: dict[str, dict[str, Any]] = {}
+    for path in sorted((data_dir / "logs").glob("journal-*.jsonl")):
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            entries.setdefault(entry.pop("attempt"), {}).update(entry)
+    return entries
