@@ -27,6 +27,7 @@ from batch_fanout.local.jobs import (
     now_ms,
     retry_decision,
 )
+from batch_fanout.local.multinode import is_multinode_parent
 from batch_fanout.local.registry import Registry
 from batch_fanout.local.store import Store
 from batch_fanout.local.time_limits import TimeLimits
@@ -97,7 +98,7 @@ class Scheduler:
                 for child in job.children:
                     job.summary[child.status] += 1
             elif job.status in ("STARTING", "RUNNING"):
-                if "nodeProperties" not in job.spec:  # a multi-node job's attempts are its nodes'
+                if not is_multinode_parent(job):  # a multi-node job's attempts are its nodes'
                     active.append(job)
                 if job.spec.get("shareIdentifier"):
                     self.shares.started(job)
@@ -469,9 +470,10 @@ class Scheduler:
         self.store.save_jobs([(owner.job_id, owner.seq, owner.document())])
 
     def counts(self) -> dict[str, int]:
-        """Jobs per state (plain jobs and array children; array parents are not counted twice)."""
+        """Jobs per state (plain jobs, array children and nodes; array and multi-node parents are not
+        counted twice)."""
         counts = dict.fromkeys(STATES, 0)
         for job in self.jobs.values():
-            if not job.is_parent:
+            if not job.is_parent and not is_multinode_parent(job):
                 counts[job.status] += 1
         return counts
