@@ -290,6 +290,30 @@ def test_retries_apply_to_the_whole_job(
     ]
 
 
+def test_a_retry_waits_until_every_node_of_the_failed_attempt_has_ended(
+    batch: Any, describe: Describe, wait_status: WaitStatus, tmp_path: Path
+) -> None:
+    ready = tmp_path / "ready"
+    definition = register(
+        batch,
+        "retry-running",
+        2,
+        [
+            ("0:0", container(f"wait:{ready}", "fail-until-attempt:2")),
+            ("1:", container("trap-sigterm", f"touch:{ready}", "spin")),
+        ],
+    )
+    job_id = submit(batch, definition, retryStrategy={"attempts": 2})
+    job = wait_status(job_id)
+    assert job["status"] == "SUCCEEDED"
+    assert [attempt["container"]["exitCode"] for attempt in job["attempts"]] == [3, 0]
+    # Node 1 ran in the first attempt and was stopped when the main node failed, before the retry.
+    first = wait_status(f"{job_id}#1")["attempts"][0]
+    assert first["container"]["exitCode"] == 143
+    assert first["statusReason"] == MAIN_EXITED
+    assert first["stoppedAt"] <= job["attempts"][1]["startedAt"]
+
+
 def test_node_overrides_change_the_nodes(
     batch: Any, wait_status: WaitStatus, read_log: ReadLog, tmp_path: Path
 ) -> None:
