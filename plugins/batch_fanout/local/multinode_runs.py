@@ -203,7 +203,7 @@ class MultiNodeRuns:
         """Main nodes are recovered last, so that one that ended while the endpoint was down finds the
         other nodes of its job adopted (and stops them, and waits for them before a retry)."""
         parent = job.parent
-        return int(parent is not None and job.node_index == main_index(parent))
+        return int(parent is not None and job.node_index is not None and job.node_index == main_index(parent))
 
     def recover(self) -> None:
         """After the attempts are recovered: the held nodes of the jobs whose main node still runs are
