@@ -80,7 +80,7 @@ class MultiNodeRuns:
             return
         parent.started_at = parent.started_at or node.started_at or now_ms()
         self.scheduler.set_status(parent, "RUNNING")
-        if parent.job_id in self._held:
+        if parent.job_id in self._held and not parent.is_terminated:  # a terminated job starts no more
             self._ready.append(parent.job_id)
             self.engine.wake()
 
@@ -125,9 +125,9 @@ class MultiNodeRuns:
             if self._live(parent) and self._will_retry(parent, outcome):
                 self._deferred[parent.job_id] = outcome  # a new attempt waits for every node to end
             else:
-                self.scheduler.finish_attempt(parent, *outcome)
+                self._end_attempt(parent, outcome)
         elif parent.job_id in self._deferred and not self._live(parent):
-            self.scheduler.finish_attempt(parent, *self._deferred.pop(parent.job_id))
+            self._end_attempt(parent, self._deferred.pop(parent.job_id))
 
     def job_ended(self, job: Job) -> None:
         """A job reached a terminal state: a multi-node job's nodes that never started fail with it."""
@@ -154,6 +154,15 @@ class MultiNodeRuns:
         return expanded
 
     # ---- helpers ---------------------------------------------------------------------------
+
+    def _end_attempt(self, parent: Job, outcome: tuple[Any, ...]) -> None:
+        """The job's attempt ends with its main node's outcome; a job to retry shows its nodes
+        SUBMITTED again while it waits for its next placement."""
+        self.scheduler.finish_attempt(parent, *outcome)
+        if parent.status == "RUNNABLE":
+            for node in parent.children:
+                node.stopped_at = node.status_reason = None  # the last attempt's are in its attempts
+                self.scheduler.set_status(node, "SUBMITTED")
 
     def _live(self, parent: Job) -> bool:
         return any(node.job_id in self.engine._attempts for node in parent.children)
@@ -233,4 +242,4 @@ class MultiNodeRuns:
                 if self._live(parent):
                     self._deferred[parent.job_id] = outcome
                 else:
-                    self.scheduler.finish_attempt(parent, *outcome)
+                    self._end_attempt(parent, outcome)

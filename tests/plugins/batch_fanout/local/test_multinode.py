@@ -7,6 +7,7 @@ import functools
 import json
 import socket
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -450,3 +451,52 @@ def _journal(data_dir: Path) -> dict[str, dict[str, Any]]:
             entry = json.loads(line)
             entries.setdefault(entry.pop("attempt"), {}).update(entry)
     return entries
+
+
+@pytest.mark.slow
+def test_the_amazon_providers_batch_operator_runs_a_multi_node_job(  # noqa: PLR0917 - pytest fixtures
+    airflow_db: Path,
+    batch_endpoint: Any,
+    aws_connection: str,
+    run_dag: Any,
+    containers_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
+    from airflow.providers.amazon.aws.operators.batch import BatchOperator
+    from airflow.sdk import DAG
+
+    # The session endpoint runs the project's images; map this test's image to the test job's folder.
+    image = "local-tests/multinode/testjob:1"
+    image_map = batch_endpoint.data_dir / "images.json"
+    mapping = json.loads(image_map.read_text()) if image_map.exists() else {}
+    mapping[image] = str(containers_dir / "testjob")
+    image_map.write_text(json.dumps(mapping))
+    monkeypatch.setattr(BatchClientHook, "DEFAULT_DELAY_MIN", 0)
+    monkeypatch.setattr(BatchClientHook, "DEFAULT_DELAY_MAX", 1)
+    batch = batch_endpoint.client("batch")
+    main, other = ({**container(step), "image": image} for step in ("print:main", "print:other"))
+    # Three nodes by definition, two by override: the session endpoint has the machine's vCPUs (two
+    # on the project's machine), and a multi-node job runs only when every node fits at once.
+    definition = register(batch, "provider-mnp", 3, [("0:0", main), ("1:", other)])
+    with DAG(dag_id="local_endpoint_multinode", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+        BatchOperator(
+            task_id="multinode",
+            job_name="provider-mnp",
+            job_queue=QUEUE,
+            job_definition=definition,
+            node_overrides={"numNodes": 2},
+            aws_conn_id=aws_connection,
+            region_name="us-east-1",
+            awslogs_enabled=True,
+        )
+    dag_run = run_dag(dag)
+    assert {instance.task_id: instance.state for instance in dag_run.get_task_instances()} == {
+        "multinode": "success"
+    }
+    [job] = batch.list_jobs(jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["provider-mnp"]}])[
+        "jobSummaryList"
+    ]
+    assert job["status"] == "SUCCEEDED" and job["nodeProperties"] == {"numNodes": 2}
+    nodes = batch.list_jobs(multiNodeJobId=job["jobId"], filters=[{"name": "JOB_NAME", "values": ["*"]}])
+    assert [node["nodeProperties"]["nodeIndex"] for node in nodes["jobSummaryList"]] == [0, 1]
