@@ -232,6 +232,24 @@ def test_nodes_talk_to_their_main_node(  # noqa: PLR0917 - pytest fixtures
     assert in_queue[0]["nodeProperties"] == {"numNodes": 3}
 
 
+def test_the_main_node_can_be_any_node(
+    batch: Any, describe: Describe, wait_status: WaitStatus, tmp_path: Path
+) -> None:
+    port, record = free_port(), tmp_path / "hellos.txt"
+    definition = register(
+        batch,
+        "main-last",
+        3,
+        [("0:1", container(f"hello:{port}")), ("2:2", container(f"serve:{port}:{record}"))],
+        mainNode=2,
+    )
+    job_id = submit(batch, definition)
+    assert wait_status(job_id)["status"] == "SUCCEEDED"
+    assert record.read_text() == "hello from node 0\nhello from node 1\n"
+    assert describe(f"{job_id}#2")["nodeDetails"] == {"nodeIndex": 2, "isMainNode": True}
+    assert describe(job_id)["nodeProperties"]["mainNode"] == 2
+
+
 def test_the_job_ends_with_its_main_node_and_the_others_are_stopped(
     batch: Any, describe: Describe, wait_status: WaitStatus, tmp_path: Path
 ) -> None:
