@@ -407,11 +407,12 @@ class Engine:
         self.wake()
 
     def cancel(self, job: Job, reason: str) -> None:
-        self.scheduler.cancel(job, reason)
+        self.scheduler.cancel(self.multinode.owner(job), reason)
         self.wake()
 
     def terminate(self, job: Job, reason: str) -> None:
         """TerminateJob: waiting jobs fail; running ones are stopped by their supervisors."""
+        job = self.multinode.owner(job)
         for target in self.multinode.expand(self.scheduler.terminate(job, reason)):
             attempt = self._attempts.get(target.job_id)
             if attempt is None or attempt.stop_cause is not None:

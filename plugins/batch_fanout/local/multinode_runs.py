@@ -139,6 +139,15 @@ class MultiNodeRuns:
                 node.is_cancelled, node.is_terminated = job.is_cancelled, job.is_terminated
                 self.scheduler.set_status(node, "FAILED", job.status_reason)
 
+    def owner(self, job: Job) -> Job:
+        """What CancelJob and TerminateJob given ``job`` act on: for a node that has not started, its
+        job (a node waits only while its job does), else ``job`` itself."""
+        parent = job.parent
+        if job.node_index is None or parent is None:
+            return job
+        started = job.job_id in self.engine._attempts or job.status not in WAITING
+        return job if started else parent
+
     def expand(self, targets: list[Job]) -> list[Job]:
         """TerminateJob's started jobs, with a multi-node job replaced by its started nodes."""
         expanded: list[Job] = []

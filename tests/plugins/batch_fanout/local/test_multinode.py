@@ -381,6 +381,26 @@ def test_terminate_reaches_every_node(
         assert node["container"]["exitCode"] == 143
 
 
+def test_terminating_a_started_node_stops_that_node_alone(
+    batch: Any, describe: Describe, wait_status: WaitStatus, until: Until
+) -> None:
+    definition = register(batch, "terminate-node", 3, [(":", container("trap-sigterm", "spin"))])
+    job_id = submit(batch, definition)
+    until(
+        lambda: all(describe(f"{job_id}#{index}")["status"] == "RUNNING" for index in range(3)),
+        what="every node to run",
+    )
+    batch.terminate_job(jobId=f"{job_id}#2", reason="one less")
+    stopped = wait_status(f"{job_id}#2")
+    assert stopped["status"] == "FAILED" and stopped["statusReason"] == "one less"
+    assert [describe(ident)["status"] for ident in (job_id, f"{job_id}#0", f"{job_id}#1")] == ["RUNNING"] * 3
+    batch.terminate_job(jobId=f"{job_id}#0", reason="main node terminated")
+    job = wait_status(job_id)
+    assert job["status"] == "FAILED" and job["statusReason"] == "main node terminated"
+    other = wait_status(f"{job_id}#1")
+    assert other["status"] == "FAILED" and other["statusReason"] == MAIN_EXITED
+
+
 def test_gang_placement_waits_for_room_for_every_node(
     batch: Any, describe: Describe, wait_status: WaitStatus, until: Until, tmp_path: Path
 ) -> None:
@@ -404,12 +424,14 @@ def test_gang_placement_waits_for_room_for_every_node(
     assert wait_status(blocking)["status"] == "SUCCEEDED"
 
 
-def test_cancel_fails_a_waiting_job_and_its_nodes(batch: Any, wait_status: WaitStatus) -> None:
-    # Three nodes of 4 vCPUs never fit in 8 vCPUs: the job stays RUNNABLE until cancelled.
+@pytest.mark.parametrize("target", ["", "#1"])
+def test_cancel_fails_a_waiting_job_and_its_nodes(batch: Any, wait_status: WaitStatus, target: str) -> None:
+    # Three nodes of 4 vCPUs never fit in 8 vCPUs: the job stays RUNNABLE until cancelled (given its id
+    # or the id of one of its nodes, which waits with it).
     definition = register(batch, "too-big", 3, [(":", container("print:never", vcpus=4))])
     job_id = submit(batch, definition)
     wait_status(job_id, ("RUNNABLE",))
-    batch.cancel_job(jobId=job_id, reason="no room")
+    batch.cancel_job(jobId=job_id + target, reason="no room")
     job = wait_status(job_id)
     assert job["status"] == "FAILED" and job["statusReason"] == "no room" and job["isCancelled"] is True
     for index in range(3):
