@@ -189,7 +189,7 @@ def test_nodes_talk_to_their_main_node(  # noqa: PLR0917 - pytest fixtures
             ("1:", container("env", f"hello:{port}")),
         ],
     )
-    job_id = submit(batch, definition, name="talk")
+    job_id = submit(batch, definition, name="talk", timeout={"attemptDurationSeconds": 600})
     # The other nodes end on their own while the main node waits (it would stop them when it ends).
     assert [wait_status(f"{job_id}#{index}")["status"] for index in (1, 2)] == ["SUCCEEDED", "SUCCEEDED"]
     assert describe(job_id)["status"] == "RUNNING"
@@ -208,6 +208,8 @@ def test_nodes_talk_to_their_main_node(  # noqa: PLR0917 - pytest fixtures
     ]
     assert all(node["status"] == "SUCCEEDED" and node["container"]["exitCode"] == 0 for node in nodes)
     assert len({node["container"]["logStreamName"] for node in nodes}) == 3
+    # The timeout is the whole job's: the main node's attempt carries it, whose end ends the job.
+    assert [node.get("timeout") for node in nodes] == [{"attemptDurationSeconds": 600}, None, None]
     environments = [json.loads(read_log(node["container"]["logStreamName"])[0]) for node in nodes]
     for index, variables in enumerate(environments):
         assert variables["AWS_BATCH_JOB_ID"] == f"{job_id}#{index}"
