@@ -112,7 +112,9 @@ class JobsApi:
             else:
                 spec = job_spec(params, definition, dependencies, region)
                 check_gpu_platform(
-                    spec["container"]["resourceRequirements"], spec["platformCapabilities"], "containerOverrides"
+                    spec["container"]["resourceRequirements"],
+                    spec["platformCapabilities"],
+                    "containerOverrides",
                 )
                 override = params.get("consumableResourcePropertiesOverride") or {}
                 engine.consumables.check_requirements(

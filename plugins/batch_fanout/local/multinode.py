@@ -24,6 +24,13 @@ MAX_NODES = 1000  # AWS's default limit of nodes in one job
 MAX_NODE_RANGES = 5  # AWS: up to five distinct node groups per job
 MAIN_NODE_ADDRESS = "127.0.0.1"  # every node runs on this machine
 RANGE_PATTERN = re.compile(r"^(\d*):(\d*)$")
+# GPUs and consumable resources are held per job, and a multi-node job's capacity is held per node.
+UNSUPPORTED_IN_NODES = "{what}: multi-node parallel jobs with GPUs or consumable resources are not supported by the local endpoint"
+
+
+def check_no_gpus(requirements: list[dict[str, Any]] | None, where: str) -> None:
+    if any(item.get("type") == "GPU" for item in requirements or []):
+        raise client_error(UNSUPPORTED_IN_NODES.format(what=f"{where}.resourceRequirements GPU"))
 
 
 def parse_range(target: str, num_nodes: int, where: str) -> tuple[int, int]:
@@ -91,6 +98,8 @@ def check_node_properties(name: str, params: dict[str, Any]) -> dict[str, Any]:
         )
     if "FARGATE" in (params.get("platformCapabilities") or []):
         raise client_error(f"Job definition {name}: multi-node parallel jobs cannot run on FARGATE")
+    if params.get("consumableResourceProperties"):
+        raise client_error(UNSUPPORTED_IN_NODES.format(what="consumableResourceProperties"))
     num_nodes, main_node = properties["numNodes"], properties["mainNode"]
     if not 1 <= num_nodes <= MAX_NODES:
         raise client_error(
@@ -111,6 +120,9 @@ def check_node_properties(name: str, params: dict[str, Any]) -> dict[str, Any]:
         container = item.get("container")
         if not container or not container.get("image"):
             raise client_error(f"Job definition {name}: {where}.container.image is required")
+        if item.get("consumableResourceProperties"):
+            raise client_error(UNSUPPORTED_IN_NODES.format(what=f"{where}.consumableResourceProperties"))
+        check_no_gpus(container.get("resourceRequirements"), f"{where}.container")
         if item.get("ecsProperties") or item.get("eksProperties"):
             raise client_error(
                 f"{where}: ecsProperties and eksProperties are not supported by the local endpoint"
@@ -134,6 +146,8 @@ def check_node_overrides(
         )
     if params.get("arrayProperties"):
         raise client_error("A multi-node parallel job cannot be an array job: remove arrayProperties")
+    if params.get("consumableResourcePropertiesOverride"):
+        raise client_error(UNSUPPORTED_IN_NODES.format(what="consumableResourcePropertiesOverride"))
     if params.get("containerOverrides"):
         raise client_error(
             "containerOverrides do not apply to a multi-node parallel job: use "
@@ -176,6 +190,13 @@ def check_node_overrides(
         where = f"nodePropertyOverrides[{position}].containerOverrides"
         check_environment(container.get("environment"), f"{where}.environment")
         check_resource_requirements(container.get("resourceRequirements"), where)
+        check_no_gpus(container.get("resourceRequirements"), where)
+        if override.get("consumableResourcePropertiesOverride"):
+            raise client_error(
+                UNSUPPORTED_IN_NODES.format(
+                    what=f"nodePropertyOverrides[{position}].consumableResourcePropertiesOverride"
+                )
+            )
         per_range[by_target[target]] = container
     if unmatched:
         raise client_error(
@@ -236,7 +257,9 @@ def node_spec(parent_spec: dict[str, Any], index: int) -> dict[str, Any]:
     node carries the timeout (AWS: it applies to the whole job, which ends when the main node does)."""
     ranges = [(item["start"], item["end"]) for item in parent_spec["nodeRanges"]]
     node_range = parent_spec["nodeRanges"][range_of(ranges, index)]
-    spec = {key: value for key, value in parent_spec.items() if key not in ("nodeProperties", "nodeRanges")}
+    # A node does not count for fair share on its own: its job counts with every node's vCPUs.
+    dropped = ("nodeProperties", "nodeRanges", "shareIdentifier")
+    spec = {key: value for key, value in parent_spec.items() if key not in dropped}
     spec.update(
         container=node_range["container"],
         vcpus=node_range["vcpus"],

@@ -124,6 +124,13 @@ def test_register_rejects_mixed_or_fargate_definitions(batch: Any) -> None:
             containerProperties=container(),
         )
     )
+    with_gpu = {**container(), "resourceRequirements": [{"type": "GPU", "value": "1"}]}
+    gpu_properties = {**properties, "nodeRangeProperties": [{"targetNodes": ":", "container": with_gpu}]}
+    assert "GPUs or consumable resources are not supported" in client_error_message(
+        lambda: batch.register_job_definition(
+            jobDefinitionName="bad", type="multinode", nodeProperties=gpu_properties
+        )
+    )
     assert "nodeProperties is required" in client_error_message(
         lambda: batch.register_job_definition(jobDefinitionName="bad", type="multinode")
     )
@@ -166,6 +173,20 @@ def test_submit_rejects_what_aws_rejects(batch: Any, definition: str) -> None:
         ),
         ({"jobDefinition": fixed, "nodeOverrides": {"numNodes": 3}}, "open upper bound"),
         ({"jobDefinition": mnp, "nodeOverrides": {"numNodes": 1}}, "the job has 1 nodes"),
+        (
+            {
+                "jobDefinition": mnp,
+                "nodeOverrides": {
+                    "nodePropertyOverrides": [
+                        {
+                            "targetNodes": "1:",
+                            "containerOverrides": {"resourceRequirements": [{"type": "GPU", "value": "1"}]},
+                        }
+                    ]
+                },
+            },
+            "GPUs or consumable resources are not supported",
+        ),
     ]
     for extra, message in cases:
         assert message in client_error_message(
