@@ -563,3 +563,36 @@ def test_the_amazon_providers_batch_operator_runs_a_multi_node_job(  # noqa: PLR
     assert job["status"] == "SUCCEEDED" and job["nodeProperties"] == {"numNodes": 2}
     nodes = batch.list_jobs(multiNodeJobId=job["jobId"], filters=[{"name": "JOB_NAME", "values": ["*"]}])
     assert [node["nodeProperties"]["nodeIndex"] for node in nodes["jobSummaryList"]] == [0, 1]
+
+
+def test_a_multi_node_job_in_a_fair_share_queue(
+    batch: Any, describe: Describe, wait_status: WaitStatus
+) -> None:
+    policy = batch.create_scheduling_policy(
+        name="mnp-share",
+        fairsharePolicy={"shareDistribution": [{"shareIdentifier": "team", "weightFactor": 1}]},
+    )["arn"]
+    environment = batch.create_compute_environment(
+        computeEnvironmentName="mnp-share-ce",
+        type="MANAGED",
+        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": 2, "subnets": []},
+    )["computeEnvironmentArn"]
+    batch.create_job_queue(
+        jobQueueName="mnp-share",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
+        schedulingPolicyArn=policy,
+    )
+    definition = register(batch, "shared", 2, [(":", container("print:shared"))])
+    jobs = [
+        str(
+            batch.submit_job(
+                jobName="shared", jobQueue="mnp-share", jobDefinition=definition, shareIdentifier="team"
+            )["jobId"]
+        )
+        for _ in range(2)
+    ]
+    for job_id in jobs:  # each takes the whole environment in turn
+        job = wait_status(job_id)
+        assert job["status"] == "SUCCEEDED" and job["shareIdentifier"] == "team"
+        assert "shareIdentifier" not in describe(f"{job_id}#1")
