@@ -210,7 +210,7 @@ def multinode_spec(
 ) -> dict[str, Any]:
     """The parent's spec of a multi-node job: its main node's container, each range's container under
     ``nodeRanges``, and the whole job's vCPUs and memory (the sum of its nodes')."""
-    from batch_fanout.local.submission import job_spec
+    from batch_fanout.local.submission import job_spec  # here: submission imports jobs, which imports us
 
     num_nodes, overrides = check_node_overrides(params, definition)
     properties = definition["nodeProperties"]
@@ -288,7 +288,7 @@ def new_multinode_jobs(  # noqa: PLR0917 - the parts of one submission
     dependencies: list[dict[str, Any]],
 ) -> tuple[Job, list[Job]]:
     """A new multi-node job and its node jobs ``<id>#<index>``, with sequence numbers from ``scheduler``."""
-    from batch_fanout.local.jobs import Job, now_ms
+    from batch_fanout.local.jobs import Job, now_ms  # here: jobs imports this module
 
     spec = multinode_spec(params, definition, dependencies, region)
     num_nodes = int(spec["nodeProperties"]["numNodes"])

@@ -356,6 +356,19 @@ def test_a_retry_waits_until_every_node_of_the_failed_attempt_has_ended(
     assert first["stoppedAt"] <= job["attempts"][1]["startedAt"]
 
 
+@pytest.mark.slow
+def test_the_timeout_is_the_whole_jobs_and_is_not_retried(batch: Any, wait_status: WaitStatus) -> None:
+    # 60 s is AWS's (and the endpoint's) shortest timeout, so this test takes a minute.
+    definition = register(batch, "timed-out", 2, [(":", container("trap-sigterm", "spin"))])
+    job_id = submit(batch, definition, timeout={"attemptDurationSeconds": 60}, retryStrategy={"attempts": 2})
+    job = wait_status(job_id, timeout=120)
+    assert job["status"] == "FAILED"
+    assert job["statusReason"] == "Job attempt duration exceeded timeout"
+    assert len(job["attempts"]) == 1
+    other = wait_status(f"{job_id}#1")
+    assert other["statusReason"] == MAIN_EXITED and len(other["attempts"]) == 1
+
+
 def test_node_overrides_change_the_nodes(
     batch: Any, wait_status: WaitStatus, read_log: ReadLog, tmp_path: Path
 ) -> None:
