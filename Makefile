@@ -63,7 +63,17 @@ system-packages:
 		fi; \
 	fi
 
-setup: $(INSTALLED) system-packages
+# The PHAST sweep compiled ahead of time into the virtual environment, so that a shortest-path child
+# of the local endpoint starts without importing numba (include/containers/shared/batch_fanout_job/
+# compiled_kernels.py says why). Rebuilt when the kernels change; without a C compiler the jobs use
+# numba's JIT kernels, with the same results.
+KERNELS := $(VENV)/.compiled-kernels
+KERNEL_SOURCES := $(addprefix include/containers/shared/batch_fanout_job/,hierarchy_kernels.py compiled_kernels.py)
+$(KERNELS): $(INSTALLED) $(KERNEL_SOURCES)
+	$(VENV)/bin/python -m batch_fanout_job.compiled_kernels
+	@touch $@
+
+setup: $(INSTALLED) system-packages $(KERNELS)
 
 # What the container runtime and the image builds need: podman with runc (crun refuses the hybrid
 # cgroups of some VMs), mmdebstrap for offline base images, setfacl to let an image's user write the

@@ -55,7 +55,9 @@ from batch_fanout_project import pipeline as p
             description="URI of a DIMACS .gr or .gr.gz file, or 'generate' for a road-like grid.",
         ),
         "grid": Param(
-            "64x64",
+            # Large enough that a child's work, not its start-up, is most of its time (start-up at
+            # most 10% of a child's wall: benchmarks/RESULTS.md, Shortest paths).
+            "192x192",
             type="string",
             pattern=r"^[1-9][0-9]*x[1-9][0-9]*$",
             title="Generated grid (rows x columns)",

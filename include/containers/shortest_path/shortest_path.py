@@ -25,12 +25,13 @@ import hashlib
 import io
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from batch_fanout_job.compiled_kernels import kernel_choice
 from batch_fanout_job.errors import BadInputError, JobError
 from batch_fanout_job.graphs import Graph, graph_from_bytes
 from batch_fanout_job.index import logical_index
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 JOB = "shortest_path"
 INT64_MAX = int(np.iinfo(np.int64).max)
+# sssp_kernel.UNREACHABLE, without importing numba where the shard needs no Dijkstra.
+UNREACHABLE = INT64_MAX
 WORKLOAD = "shortest_path"
 OUTPUT_FOLDER = "shortest_paths"
 
@@ -78,8 +81,6 @@ def parse_paths_for(text: str | None, node_count: int) -> list[PathRequest]:
 
 def compact_rows(rows: np.ndarray) -> np.ndarray:
     """Distance rows in the smallest signed integer type that holds them, -1 for unreachable."""
-    from sssp_kernel import UNREACHABLE
-
     finite = rows[rows != UNREACHABLE]
     largest = int(finite.max()) if finite.size else 0
     dtype = next(t for t in (np.int16, np.int32, np.int64) if largest <= np.iinfo(t).max)
@@ -87,7 +88,7 @@ def compact_rows(rows: np.ndarray) -> np.ndarray:
 
 
 def exact_distance_sums(
-    runner: Any,
+    runner: Callable[[], Any],
     origins: np.ndarray,
     reachable: Sequence[int],
     eccentricity: Sequence[int],
@@ -101,20 +102,21 @@ def exact_distance_sums(
     kernel's sum is exact; elsewhere the row is summed again in two 32-bit halves, which cannot
     overflow for fewer than 2^31 nodes, and joined as a Python integer.
 
-    :param runner: a :class:`sssp_kernel.SingleSource` on the graph.
+    :param runner: makes a :class:`sssp_kernel.SingleSource` on the graph (called only where a sum
+        may have wrapped: most shards never load the Dijkstra kernel).
     :param origins: the shard's origins (1-based ids).
     :param reachable: the kernel's reachable counts (the origin included).
     :param eccentricity: the kernel's largest finite distance per origin.
     :param kernel_sums: the kernel's int64 sums.
     """
-    from sssp_kernel import UNREACHABLE
-
     sums: list[int] = []
+    dijkstra = None
     for position, origin in enumerate(origins):
         if (reachable[position] - 1) * eccentricity[position] <= INT64_MAX:
             sums.append(int(kernel_sums[position]))
             continue
-        distances, _ = runner.distances(int(origin) - 1)
+        dijkstra = dijkstra or runner()
+        distances, _ = dijkstra.distances(int(origin) - 1)
         finite = distances[distances != UNREACHABLE]
         high = int(np.sum(finite >> 32, dtype=np.int64))
         low = int(np.sum(finite & 0xFFFFFFFF, dtype=np.int64))
@@ -141,6 +143,7 @@ def compute_shard(
     origins: np.ndarray,
     requests: Sequence[PathRequest],
     hierarchy: Hierarchy | None = None,
+    kernels: str = "auto",
 ) -> tuple[dict[str, Any], bytes | None]:
     """The shard's results and, when paths are asked for, the ``.npz`` of full rows.
 
@@ -152,20 +155,28 @@ def compute_shard(
     :param origins: the shard's origins (1-based ids).
     :param requests: the ``--paths-for`` entries whose origin is in this shard.
     :param hierarchy: the graph's contraction hierarchy, if the leader built one.
+    :param kernels: the PHAST sweep to use (:class:`batch_fanout_job.hierarchy.Phast`'s ``kernels``).
     """
-    from sssp_kernel import UNREACHABLE, OriginSummaries, SingleSource, path_to, summarize_origins
+
+    # Dijkstra (numba's JIT: its import is most of a child's start-up) only where it is needed: the
+    # rows asked for, a shard without a hierarchy, and a sum that might have wrapped in int64.
+    def runner() -> Any:
+        from sssp_kernel import SingleSource
+
+        return SingleSource(graph.indptr, graph.indices, graph.weights)
 
     if hierarchy is not None:
         from batch_fanout_job.hierarchy import Phast
 
-        summaries = OriginSummaries(origins - 1, *Phast(hierarchy).summaries(origins - 1))
+        reachable_counts, sums, farthest = Phast(hierarchy, kernels=kernels).summaries(origins - 1)
     else:
-        summaries = summarize_origins(graph.indptr, graph.indices, graph.weights, origins - 1)
-    # Dijkstra for the rows asked for and for a sum that might have wrapped in int64.
-    runner = SingleSource(graph.indptr, graph.indices, graph.weights)
-    reachable = [int(value) for value in summaries.reachable]
-    eccentricity = [int(value) for value in summaries.eccentricity]
-    distance_sum = exact_distance_sums(runner, origins, reachable, eccentricity, summaries.distance_sum)
+        from sssp_kernel import summarize_origins
+
+        summary = summarize_origins(graph.indptr, graph.indices, graph.weights, origins - 1)
+        reachable_counts, sums, farthest = summary.reachable, summary.distance_sum, summary.eccentricity
+    reachable = [int(value) for value in reachable_counts]
+    eccentricity = [int(value) for value in farthest]
+    distance_sum = exact_distance_sums(runner, origins, reachable, eccentricity, sums)
     result: dict[str, Any] = {
         "engine": "phast" if hierarchy is not None else "dijkstra",
         "origins": [int(node) for node in origins],
@@ -177,11 +188,14 @@ def compute_shard(
     }
     if not requests:
         return result, None
+    from sssp_kernel import path_to
+
+    dijkstra = runner()
     row_origins = sorted({request.origin for request in requests})
     rows = np.empty((len(row_origins), graph.node_count), dtype=np.int64)
     trees = np.empty((len(row_origins), graph.node_count), dtype=np.int32)
     for row, origin in enumerate(row_origins):
-        distances, predecessors = runner.distances(origin - 1, with_predecessors=True)
+        distances, predecessors = dijkstra.distances(origin - 1, with_predecessors=True)
         assert predecessors is not None
         rows[row], trees[row] = distances, predecessors
     for request in requests:
@@ -238,17 +252,24 @@ def load_hierarchy(store: RunStore, entry: Any, node_count: int) -> Hierarchy | 
     return hierarchy_from_bytes(data, store.uri(key), node_count)
 
 
-def load_kernels(phast: bool, paths: bool) -> None:
-    """Load the numba kernels the shard will run: PHAST when there is a hierarchy, Dijkstra when
-    there is none or when paths are asked for."""
+def load_kernels(phast: bool, paths: bool, kernels: str = "auto") -> str:
+    """Load the kernels the shard will run: PHAST when there is a hierarchy (compiled ahead of time
+    when it was built, else numba's JIT), Dijkstra (numba's JIT) when there is none or when paths are
+    asked for.
+
+    :returns: the kernels loaded, for the log: ``compiled`` (numba not imported), ``jit`` or both.
+    """
+    loaded: list[str] = []
     if phast:
         from batch_fanout_job.hierarchy import warm_up as warm_up_phast
 
-        warm_up_phast(build=False)
+        loaded.append(f"phast {warm_up_phast(build=False, kernels=kernels)}")
     if paths or not phast:
         from sssp_kernel import warm_up as warm_up_dijkstra
 
         warm_up_dijkstra()
+        loaded.append("dijkstra jit")
+    return ", ".join(loaded)
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -262,9 +283,15 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
     index = logical_index(environ, len(shards), "shard plan")
     maybe_fail_once(environ, store, WORKLOAD, index)
-    # The kernels this shard uses are loaded (from numba's cache) before the clock starts: the
-    # seconds the child reports are its work, the rest of its wall time is start-up.
-    load_kernels(bool(manifest["graph"].get("hierarchy")), parse_optional(args.paths_for) is not None)
+    try:
+        kernels = kernel_choice(environ)
+    except ValueError as error:
+        raise JobError(str(error)) from error
+    # The kernels this shard uses are loaded (compiled, or from numba's cache) before the clock
+    # starts: the seconds the child reports are its work, the rest of its wall time is start-up.
+    loaded = load_kernels(
+        bool(manifest["graph"].get("hierarchy")), parse_optional(args.paths_for) is not None, kernels
+    )
     started = time.time()
     graph_key = manifest["graph"].get("file", "graph/graph.npz")
     graph_bytes = store.read_bytes(graph_key)
@@ -282,8 +309,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if request.origin not in planned:
             raise BadInputError(f"--paths-for: origin {request.origin} is not among the run's origins")
     mine = [request for request in requests if request.origin in origins]
-    log_event(JOB, "started", index=index, origins=int(origins.shape[0]), nodes=graph.node_count)
-    result, rows = compute_shard(graph, origins, mine, hierarchy)
+    log_event(
+        JOB, "started", index=index, origins=int(origins.shape[0]), nodes=graph.node_count, kernels=loaded
+    )
+    result, rows = compute_shard(graph, origins, mine, hierarchy, kernels)
     finished = time.time()
     result = {
         "shard": index,

@@ -23,13 +23,15 @@ many-to-many: 18-26 ms), where PHAST here took 4-8 ms (4 or 1 origins per sweep)
 under a similar load; ``fast-paths`` (point-to-point only) has no wheel, and ``pandana`` has no
 one-to-all query.
 
-Building and querying need numba (:mod:`batch_fanout_job.hierarchy_kernels`, imported only then;
-the shortest-path and leader images install it); deciding and reading the file do not.
+Building needs numba (:mod:`batch_fanout_job.hierarchy_kernels`, imported only then; the
+shortest-path and leader images install it); querying needs it only where the sweep was not compiled
+ahead of time (:mod:`batch_fanout_job.compiled_kernels`); deciding and reading the file never do.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,18 +167,48 @@ def build_hierarchy(
     )
 
 
+def _phast_sweep_kernel(kernels: str) -> tuple[Callable[..., None], str]:
+    """The PHAST sweep to run and its name (``compiled`` or ``jit``)."""
+    if kernels not in ("auto", "jit"):
+        raise ValueError(f"kernels {kernels!r}: expected auto or jit")
+    if kernels == "auto":
+        from batch_fanout_job.compiled_kernels import load
+
+        compiled = load()
+        if compiled is not None:
+            return compiled.phast_sweep, "compiled"
+    from batch_fanout_job.hierarchy_kernels import phast_sweep
+
+    return phast_sweep, "jit"
+
+
 class Phast:
     """Reusable workspace for PHAST queries over one hierarchy.
 
     :param hierarchy: the graph's contraction hierarchy.
     :param width: origins per sweep (the last sweep of a run may hold fewer).
+    :param kernels: ``auto``: the sweep compiled ahead of time when it was built for this kernel
+        source (:mod:`batch_fanout_job.compiled_kernels`: no numba import), else numba's JIT; ``jit``:
+        numba's JIT. Both give the same distances; :attr:`kernels` says which one runs.
     """
 
-    def __init__(self, hierarchy: Hierarchy, width: int = SWEEP_WIDTH) -> None:
+    def __init__(self, hierarchy: Hierarchy, width: int = SWEEP_WIDTH, kernels: str = "auto") -> None:
         if width < 1:
             raise ValueError(f"width {width}: at least one origin per sweep")
         self.hierarchy = hierarchy
         self.width = width
+        self._phast_sweep, self.kernels = _phast_sweep_kernel(kernels)
+        # The compiled sweep trusts its arguments' types as numba's JIT does not (a wrong one would
+        # crash it, not raise): the arrays it reads, in the exact types of its signature (no copy
+        # when they are already, as the archive reader and the build give them).
+        h = hierarchy
+        self._arcs = tuple(
+            np.ascontiguousarray(array, dtype=dtype)
+            for array, dtype in (
+                (h.up_indptr, np.int64), (h.up_heads, np.int32), (h.up_weights, np.int64),
+                (h.down_indptr, np.int64), (h.down_tails, np.int32), (h.down_weights, np.int64),
+            )
+        )  # fmt: skip
         count = hierarchy.node_count
         self._dist = np.empty(count * width, dtype=np.int64)
         self._heap_key = np.empty(count, dtype=np.int64)
@@ -198,12 +230,9 @@ class Phast:
         reachable = np.empty(width, dtype=np.int64)
         distance_sum = np.empty(width, dtype=np.int64)
         eccentricity = np.empty(width, dtype=np.int64)
-        from batch_fanout_job.hierarchy_kernels import phast_sweep
-
-        phast_sweep(
-            h.up_indptr, h.up_heads, h.up_weights, h.down_indptr, h.down_tails, h.down_weights,
-            h.position[origins].astype(np.int64), width, dist, self._heap_key, self._heap_node,
-            self._where, self._touched, reachable, distance_sum, eccentricity,
+        self._phast_sweep(
+            *self._arcs, h.position[origins].astype(np.int64), width, dist, self._heap_key,
+            self._heap_node, self._where, self._touched, reachable, distance_sum, eccentricity,
         )  # fmt: skip
         return dist.reshape(h.node_count, width), reachable, distance_sum, eccentricity
 
@@ -333,11 +362,13 @@ def hierarchy_from_bytes(data: bytes, name: str, node_count: int) -> Hierarchy:
     return hierarchy
 
 
-def warm_up(build: bool = True) -> None:
+def warm_up(build: bool = True, kernels: str = "auto") -> str:
     """Compile (or load from the cache) the kernels of the queries, and of the build when asked, on a
     tiny graph.
 
     :param build: also the contraction kernels (the leader's).
+    :param kernels: the sweep to load, as :class:`Phast` takes it.
+    :returns: which sweep runs (``compiled`` or ``jit``).
     """
     position = np.array([1, 0], dtype=np.int32)
     up_indptr = np.array([0, 0, 1], dtype=np.int64)
@@ -347,4 +378,6 @@ def warm_up(build: bool = True) -> None:
     hierarchy = Hierarchy(position, up_indptr, one, weight, down_indptr, one, weight, 1)
     if build:
         hierarchy = build_hierarchy(np.array([0, 1, 1]), np.array([1]), np.array([1]))
-    Phast(hierarchy, width=2).summaries(np.array([0, 1]))
+    phast = Phast(hierarchy, width=2, kernels=kernels)
+    phast.summaries(np.array([0, 1]))
+    return phast.kernels
