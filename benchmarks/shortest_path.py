@@ -573,7 +573,7 @@ def startup_section() -> tuple[str, float]:
     default_runs = {shape: child_runs(shape[0], 1, shape[1], kernels=("auto", "jit")) for shape in shapes}
     big = [child_runs("512x512", 1, 1, origins=count)["auto"] for count in ("64", "2")]
     lines = [
-        "| child | origins | engine, sweep | wall | work (its own figure) | start-up share (range) | peak RSS "
+        "| child | origins | engine and kernels | wall | work (its own figure) | start-up share (range) | peak RSS "
         "| leader wall, peak RSS | load avg |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -583,8 +583,8 @@ def startup_section() -> tuple[str, float]:
         low, high = min(r.share for r in runs), max(r.share for r in runs)
         loads = f"{min(r.load for r in runs):.1f}-{max(r.load for r in runs):.1f}"
         return (
-            f"| {label}: grid {run.grid}, {run.shards} shards, shard 0 | {run.origins:,} | {run.engine}, "
-            f"{run.kernels or '?'} | {run.wall:.2f} s | {run.work:.2f} s | **{run.share:.0%}** ({run.start_up:.2f} s; "
+            f"| {label}: grid {run.grid}, {run.shards} shards, shard 0 | {run.origins:,} | "
+            f"{run.kernels or run.engine} | {run.wall:.2f} s | {run.work:.2f} s | **{run.share:.0%}** ({run.start_up:.2f} s; "
             f"{low:.0%}-{high:.0%}) | {run.peak_kib / 1024:.0f} MiB | {run.leader_wall:.2f} s, "
             f"{run.leader_peak_kib / 1024:.0f} MiB | {loads} |"
         )

@@ -193,3 +193,11 @@ def test_a_bad_kernel_choice_fails_the_child_naming_the_variable(
     )
     assert result.returncode == 1
     assert "BATCH_FANOUT_KERNELS='fast': expected one of auto, jit" in result.stderr
+
+
+def test_the_child_marks_unreachable_as_the_dijkstra_kernel_does() -> None:
+    # The child keeps its own copy so that a PHAST shard never imports sssp_kernel (numba).
+    import shortest_path
+    import sssp_kernel
+
+    assert shortest_path.UNREACHABLE == sssp_kernel.UNREACHABLE
