@@ -613,8 +613,8 @@ Loading one numba kernel, even from its cache, imports numba and builds its whol
 of a child's start-up, and several times the work of a small shard. `make setup` therefore compiles the
 PHAST sweep ahead of time (`numba.pycc`, generic x86-64) into the virtual environment
 (`batch_fanout_job/compiled_kernels.py`); a child that finds it for its kernel source never imports
-numba, gives the same distances (tests compare them) and runs as fast (the "compiled" and "JIT" PHAST
-rows of the grid table above). A numpy PHAST over rank-ordered levels (every level one vectorised
+numba and gives the same distances (tests compare them); its time per origin is in the tables above,
+beside the JIT sweep's (its code is for a generic x86-64, the JIT's for this host). A numpy PHAST over rank-ordered levels (every level one vectorised
 gather/reduce, 64 origins a sweep) was exact but 4-6x slower per origin than the kernel on the 64x64
 and 192x192 grids, more than the start-up it saves on a shard of 1,000 origins, so it was not kept.
 The JIT stays where no compiler is (the images, which warm numba's cache at build time). The work of

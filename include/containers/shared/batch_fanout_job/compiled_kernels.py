@@ -3,8 +3,8 @@ answers its shard without importing numba.
 
 Why: a child that loads even one kernel from numba's cache first imports numba and builds its whole
 compilation context (every typing and lowering registry, LLVM, and scipy's BLAS bindings when scipy
-is installed): 0.5-1.3 s measured on the project's 2-core machine, most of a child's start-up, and
-several times the work of a default shard (``benchmarks/shortest_path.py``). The same kernel
+is installed): 0.5-2 s measured on the project's shared 2-core machine (load average 2-10), most of a
+child's start-up (``benchmarks/shortest_path.py`` breaks it down). The same kernel
 compiled by ``numba.pycc`` into a plain extension module imports in about a millisecond and needs
 neither numba nor llvmlite at run time.
 
@@ -17,7 +17,8 @@ run the JIT kernels from the numba cache they warm at build time.
 
 Code generation is for a generic x86-64 CPU (``numba.pycc``'s default), so the module runs on any
 host of the architecture; measured interleaved on the 192x192 grid it was as fast as the JIT kernel
-compiled for this host (within the noise of a few percent).
+compiled for this host, within the noise (about 10%) of the shared machine, and a child's CPU time
+for its work was the same with either.
 """
 
 from __future__ import annotations
