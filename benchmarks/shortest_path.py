@@ -402,6 +402,7 @@ class ChildRun:
     leader_wall: float
     leader_peak_kib: int
     load: float
+    cpu: float
 
     @property
     def start_up(self) -> float:
@@ -426,13 +427,16 @@ started = time.perf_counter()
 pid = os.posix_spawn(sys.executable, [sys.executable, *sys.argv[1:]], os.environ)
 _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - started
-print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "wall": wall, "peak_kib": usage.ru_maxrss}))
+print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "wall": wall, "peak_kib": usage.ru_maxrss,
+                  "cpu": usage.ru_utime + usage.ru_stime}))
 """
 
 
-def launch(module: str, args: list[str], folder: str, environ: dict[str, str]) -> tuple[float, int, str]:
-    """Run ``python -m module args`` in the job's folder as the local endpoint does; wall, peak RSS and
-    the kernels its ``started`` event names."""
+def launch(
+    module: str, args: list[str], folder: str, environ: dict[str, str]
+) -> tuple[float, int, str, float]:
+    """Run ``python -m module args`` in the job's folder as the local endpoint does; wall, peak RSS, the
+    kernels its ``started`` event names and its CPU time (user + system)."""
     completed = subprocess.run(
         [sys.executable, "-c", LAUNCHER, "-m", module, *args],
         cwd=CONTAINERS / folder,
@@ -448,7 +452,7 @@ def launch(module: str, args: list[str], folder: str, environ: dict[str, str]) -
     for line in completed.stderr.splitlines():
         if line.startswith("{") and '"started"' in line:
             kernels = str(json.loads(line).get("kernels", ""))
-    return float(figures["wall"]), int(figures["peak_kib"]), kernels
+    return float(figures["wall"]), int(figures["peak_kib"]), kernels, float(figures["cpu"])
 
 
 def child_runs(
@@ -463,14 +467,14 @@ def child_runs(
         environ.pop("AWS_BATCH_JOB_ARRAY_INDEX", None)
         command = ["--workloads", "shortest_path", "--graph", "generate", "--grid", grid, "--seed", str(seed)]
         command += ["--origins", origins, "--shards", str(shards)]
-        leader_wall, leader_peak, _ = launch("leader", command, "leader", environ)
+        leader_wall, leader_peak, _, _ = launch("leader", command, "leader", environ)
         for _ in range(CHILD_REPEATS):
             for choice in kernels:
                 load = load_average()
                 child_environ = {**environ, "BATCH_FANOUT_KERNELS": choice}
                 if shards > 1:
                     child_environ["AWS_BATCH_JOB_ARRAY_INDEX"] = "0"
-                wall, peak, loaded = launch(
+                wall, peak, loaded, cpu = launch(
                     "shortest_path", ["--paths-for", "none"], "shortest_path", child_environ
                 )
                 output = json.loads(
@@ -491,6 +495,7 @@ def child_runs(
                         leader_wall,
                         leader_peak,
                         load,
+                        cpu,
                     )
                 )
     return runs
@@ -573,9 +578,9 @@ def startup_section() -> tuple[str, float]:
     default_runs = {shape: child_runs(shape[0], 1, shape[1], kernels=("auto", "jit")) for shape in shapes}
     big = [child_runs("512x512", 1, 1, origins=count)["auto"] for count in ("64", "2")]
     lines = [
-        "| child | origins | engine and kernels | wall | work (its own figure) | start-up share (range) | peak RSS "
-        "| leader wall, peak RSS | load avg |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| child | origins | engine and kernels | wall | work (its own figure) | start-up share (range) | CPU time "
+        "| peak RSS | leader wall, peak RSS | load avg |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def row(label: str, runs: list[ChildRun]) -> str:
@@ -585,7 +590,7 @@ def startup_section() -> tuple[str, float]:
         return (
             f"| {label}: grid {run.grid}, {run.shards} shards, shard 0 | {run.origins:,} | "
             f"{run.kernels or run.engine} | {run.wall:.2f} s | {run.work:.2f} s | **{run.share:.0%}** ({run.start_up:.2f} s; "
-            f"{low:.0%}-{high:.0%}) | {run.peak_kib / 1024:.0f} MiB | {run.leader_wall:.2f} s, "
+            f"{low:.0%}-{high:.0%}) | {run.cpu:.2f} s | {run.peak_kib / 1024:.0f} MiB | {run.leader_wall:.2f} s, "
             f"{run.leader_peak_kib / 1024:.0f} MiB | {loads} |"
         )
 
@@ -599,7 +604,7 @@ def startup_section() -> tuple[str, float]:
         lines.append(row("big grid", runs))
     worst = max(shares)
     parts = "\n".join(f"| {name} | {seconds:.3f} s |" for name, seconds in breakdown)
-    text = f"""Start-up of a fresh job process (import + every numba kernel the job uses, JIT): {{cold}}
+    text = f"""Start-up of a fresh job process (import + every numba kernel the job uses, JIT): {{cold}}.
 
 What a child's start-up is made of: a fresh interpreter timing each step in the order the child meets
 them (median of {CHILD_REPEATS}, load average {min(breakdown_loads):.1f}-{max(breakdown_loads):.1f}):
@@ -614,17 +619,20 @@ of a child's start-up, and several times the work of a small shard. `make setup`
 PHAST sweep ahead of time (`numba.pycc`, generic x86-64) into the virtual environment
 (`batch_fanout_job/compiled_kernels.py`); a child that finds it for its kernel source never imports
 numba and gives the same distances (tests compare them); its time per origin is in the tables above,
-beside the JIT sweep's (its code is for a generic x86-64, the JIT's for this host). A numpy PHAST over rank-ordered levels (every level one vectorised
+beside the JIT sweep's (its code is for a generic x86-64, the JIT's for this host), and a child's CPU
+time is in the table below (on this shared machine a child's wall time varies with the others' load
+far more than with its kernels). A numpy PHAST over rank-ordered levels (every level one vectorised
 gather/reduce, 64 origins a sweep) was exact but 4-6x slower per origin than the kernel on the 64x64
 and 192x192 grids, more than the start-up it saves on a shard of 1,000 origins, so it was not kept.
 The JIT stays where no compiler is (the images, which warm numba's cache at build time). The work of
 the old `shortest_path_all_pairs` default (64x64, 4 shards: 1,005 origins, 0.04-0.1 s) is smaller than
-any Python start-up (numpy's import alone is 0.1 s), so that DAG's default grid is now 192x192, as
-`batch_fanout`'s.
+any Python start-up (numpy's import alone: the table above), so that DAG's default grid is now
+192x192, as `batch_fanout`'s.
 
 Real leader + shortest-path child (shard 0), as the local endpoint runs them, {CHILD_REPEATS} runs each
 (compiled and JIT sweeps in turn, the leader once); start-up share = (wall - the work time the child
-reports) / wall, the run of median share shown, the range beside it:
+reports) / wall, the run of median share shown, the range beside it; CPU time is the child's user +
+system time, start-up included:
 
 {chr(10).join(lines)}
 
