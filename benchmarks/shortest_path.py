@@ -625,7 +625,10 @@ time is in the table below (on this shared machine a child's wall time varies wi
 far more than with its kernels). A numpy PHAST over rank-ordered levels (every level one vectorised
 gather/reduce, 64 origins a sweep) was exact but 4-6x slower per origin than the kernel on the 64x64
 and 192x192 grids, more than the start-up it saves on a shard of 1,000 origins, so it was not kept.
-The JIT stays where no compiler is (the images, which warm numba's cache at build time). The work of
+The JIT stays where no compiler is (the images, which warm numba's cache at build time). A warm
+interpreter kept by the local endpoint (numba loaded once, each job forked from it) would have saved
+more, but only locally, and each attempt would no longer be a fresh process with its own environment,
+working folder and interpreter state, as a container is; the compiled sweep keeps that contract. The work of
 the old `shortest_path_all_pairs` default (64x64, 4 shards: 1,005 origins, 0.04-0.1 s) is smaller than
 any Python start-up (numpy's import alone: the table above), so that DAG's default grid is now
 192x192, as `batch_fanout`'s.
