@@ -198,9 +198,9 @@ class Phast:
         self.hierarchy = hierarchy
         self.width = width
         self._phast_sweep, self.kernels = _phast_sweep_kernel(kernels)
-        # The compiled sweep trusts its arguments' types as numba's JIT does not (a wrong one would
-        # crash it, not raise): the arrays it reads, in the exact types of its signature (no copy
-        # when they are already, as the archive reader and the build give them).
+        # numba's JIT specialises on its arguments' types; the compiled sweep takes them on trust (a
+        # wrong one crashes it instead of raising). So the arrays it reads are kept in the exact types
+        # of its signature (no copy when they already are, as the archive reader and the build give).
         h = hierarchy
         self._arcs = tuple(
             np.ascontiguousarray(array, dtype=dtype)
