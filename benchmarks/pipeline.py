@@ -1,6 +1,8 @@
-"""The ``batch_fanout`` pipeline on the local AWS Batch endpoint, in both submission modes side by side
-(the DAGs ``batch_fanout`` and ``batch_fanout_stage_by_stage``), and
-the parse time of every DAG file; prints its figures (recorded in benchmarks/RESULTS.md).
+"""The ``batch_fanout`` pipeline and the ``job_dependency_graph`` DAG on the local AWS Batch endpoint,
+each in both submission modes side by side (the DAGs ``batch_fanout`` and
+``batch_fanout_stage_by_stage``; ``job_dependency_graph`` and its ``stage_by_stage`` variant, built
+by the DAG file's ``job_dependency_graph_dag``), and the parse time of every DAG file; prints its
+figures (recorded in benchmarks/RESULTS.md), ending with one ``TARGET`` line per DAG and mode.
 
 Per run of the DAG (``dag.test()`` on a fresh, isolated Airflow home; real job containers of
 ``include/containers`` on a local endpoint whose compute environment has the machine's CPU count as
@@ -15,7 +17,9 @@ vCPUs; the DAG's own poll interval, ``batch_fanout_project.pipeline.POLL_SECONDS
   child *i* (``N_TO_N``) → aggregator (after every child of both arrays), i.e. leader +
   max_i(stress_i + path_i) + aggregator. ``stage_by_stage``: Airflow submits a stage once the whole
   previous stage succeeded, so every child of a stage waits for every child of the stage before:
-  leader + max_i stress_i + max_i path_i + aggregator;
+  leader + max_i stress_i + max_i path_i + aggregator. ``job_dependency_graph``: its graph (A → B, C,
+  D; B → D; C → E; D, E → F) all at once; stage by stage the steps run one after another, so the
+  path is the sum of the six;
 - **capacity bound**: max(critical path, sum / vCPUs): no schedule of these jobs on this compute
   environment (every job takes 1 vCPU) ends sooner;
 - **Airflow overhead**: wall - critical path; and wall - capacity bound, which leaves out the time jobs
@@ -41,7 +45,10 @@ Parse time of each DAG file, median of ``--parse-runs`` runs, a fresh subprocess
 Usage::
 
     .venv/bin/python benchmarks/pipeline.py [--tests 4] [--stress-duration 2] [--grid 64x64]
-        [--repeat 3] [--warmup 1] [--parse-runs 3] [--modes all_at_once,stage_by_stage]
+        [--work-seconds 1] [--repeat 3] [--warmup 1] [--parse-runs 3]
+        [--modes all_at_once,stage_by_stage] [--dags batch_fanout,job_dependency_graph]
+
+Target (DESIGN.md): wall - critical path at most 3 s plus one poll interval, for each DAG and mode.
 
 Exits non-zero if a DAG run fails or a DAG file does not parse.
 """
@@ -67,12 +74,22 @@ DAGS_DIR = REPO_ROOT / "dags"
 # The project's DAG library, as Airflow puts the DAG folder on sys.path.
 sys.path.append(str(DAGS_DIR))
 DAG_FILE = DAGS_DIR / "batch_fanout_pipeline.py"
+GRAPH_DAG_FILE = DAGS_DIR / "job_dependency_graph.py"
+PIPELINE = "batch_fanout"
+GRAPH_DAG = "job_dependency_graph"
+BENCHMARKED_DAGS = (PIPELINE, GRAPH_DAG)
+# job_dependency_graph's steps and the steps each runs after (dags/job_dependency_graph.py's GRAPH).
+STEPS = {"A": [], "B": ["A"], "C": ["A"], "D": ["A", "B"], "E": ["C"], "F": ["D", "E"]}
+# Seconds an honest Airflow may add to the critical path, besides one poll interval (DESIGN.md).
+TARGET_SECONDS = 3.0
 CONN_ID = "batch_fanout_aws"
 COMPUTE_ENVIRONMENT = "batch-fanout-ce"
 ALL_AT_ONCE = "all_at_once"
 STAGE_BY_STAGE = "stage_by_stage"
 MODES = (ALL_AT_ONCE, STAGE_BY_STAGE)
 DAG_IDS = {ALL_AT_ONCE: "batch_fanout", STAGE_BY_STAGE: "batch_fanout_stage_by_stage"}
+GRAPH_DAG_IDS = {ALL_AT_ONCE: "job_dependency_graph", STAGE_BY_STAGE: "job_dependency_graph_stage_by_stage"}
+PIPELINE_STAGES = ("leader", "stress_ng", "shortest_path", "aggregator")
 # The task whose XCom return value is each stage's job id, per submission mode.
 JOB_TASKS = {
     ALL_AT_ONCE: {
@@ -154,6 +171,7 @@ class Job:
 
 @dataclass
 class RunFigures:
+    dag: str
     mode: str
     wall: float
     job_sum: float
@@ -166,6 +184,7 @@ class RunFigures:
     net_gaps: list[float]
     stage_run_seconds: dict[str, float]
     jobs: int
+    load: float
 
     @property
     def overhead(self) -> float:
@@ -332,6 +351,40 @@ def collect_jobs(batch: Any, dag_run: Any, mode: str) -> list[Job]:
     return jobs
 
 
+def collect_graph_jobs(batch: Any, dag_run: Any, mode: str) -> list[Job]:
+    """The six steps of a ``job_dependency_graph`` run, with the dependencies the mode gives them:
+    the graph all at once, one step after another (in the DAG's order) stage by stage."""
+    prefix = "submit" if mode == ALL_AT_ONCE else "run"
+    ids = {}
+    for name in STEPS:
+        job_id = read_xcom(dag_run, f"{prefix}_{name}")
+        if not isinstance(job_id, str):
+            raise RuntimeError(
+                f"task {prefix}_{name} of run {dag_run.run_id} left no job id (got {job_id!r})"
+            )
+        ids[name] = job_id
+    described = describe(batch, list(ids.values()))
+    names = list(STEPS)
+    jobs = []
+    for position, name in enumerate(names):
+        job = described[ids[name]]
+        if job.get("status") != "SUCCEEDED" or "startedAt" not in job or "stoppedAt" not in job:
+            raise RuntimeError(
+                f"step {name} did not run to success: {job.get('status')} {job.get('statusReason')}"
+            )
+        upstream = STEPS[name] if mode == ALL_AT_ONCE else names[position - 1 : position]
+        jobs.append(
+            Job(
+                ids[name],
+                name,
+                job["startedAt"] / 1000,
+                job["stoppedAt"] / 1000,
+                [ids[up] for up in upstream],
+            )
+        )
+    return jobs
+
+
 def critical_path(jobs: list[Job]) -> float:
     """The longest chain of run times through the dependency graph (capacity ignored)."""
     by_key = {job.key: job for job in jobs}
@@ -359,7 +412,9 @@ def busy_seconds(jobs: list[Job]) -> float:
     return total
 
 
-def figures_of(mode: str, jobs: list[Job], started: float, ended: float, vcpus: int) -> RunFigures:
+def figures_of(
+    dag: str, mode: str, jobs: list[Job], *, started: float, ended: float, vcpus: int
+) -> RunFigures:
     by_key = {job.key: job for job in jobs}
     stops = sorted(job.stopped for job in jobs)
     gaps, net_gaps = [], []
@@ -375,6 +430,7 @@ def figures_of(mode: str, jobs: list[Job], started: float, ended: float, vcpus: 
     job_sum = sum(job.run_seconds for job in jobs)
     path = critical_path(jobs)
     return RunFigures(
+        dag=dag,
         mode=mode,
         wall=ended - started,
         job_sum=job_sum,
@@ -387,23 +443,37 @@ def figures_of(mode: str, jobs: list[Job], started: float, ended: float, vcpus: 
         net_gaps=net_gaps,
         stage_run_seconds={
             stage: statistics.median(job.run_seconds for job in jobs if job.stage == stage)
-            for stage in ("leader", "stress_ng", "shortest_path", "aggregator")
+            for stage in dict.fromkeys(job.stage for job in jobs)
         },
         jobs=len(jobs),
+        load=os.getloadavg()[0],
     )
 
 
-def load_dags() -> dict[str, Any]:
-    """The pipeline's DAG of each submission mode."""
+def load_dags() -> dict[tuple[str, str], Any]:
+    """The DAG of each benchmarked DAG and submission mode, by ``(dag, mode)``."""
+    import importlib.util
+
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(DAG_FILE))
     if bag.import_errors:
         raise RuntimeError(f"dags/{DAG_FILE.name} does not import: {bag.import_errors}")
-    return {mode: bag.dags[dag_id] for mode, dag_id in DAG_IDS.items()}
+    dags = {(PIPELINE, mode): bag.dags[dag_id] for mode, dag_id in DAG_IDS.items()}
+    # job_dependency_graph's file holds one DAG (all at once); its factory builds the other mode.
+    spec = importlib.util.spec_from_file_location("benchmarked_job_dependency_graph", GRAPH_DAG_FILE)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {GRAPH_DAG_FILE}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for mode, dag_id in GRAPH_DAG_IDS.items():
+        dags[(GRAPH_DAG, mode)] = module.job_dependency_graph_dag(dag_id, mode)
+    return dags
 
 
-def run_once(dag: Any, mode: str, conf: dict[str, Any], batch: Any, vcpus: int) -> RunFigures:
+def run_once(
+    dag_name: str, dag: Any, mode: str, *, conf: dict[str, Any], batch: Any, vcpus: int
+) -> RunFigures:
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
     bag = DagBag(dag_folder=os.devnull, collect_dags=False)
@@ -414,17 +484,19 @@ def run_once(dag: Any, mode: str, conf: dict[str, Any], batch: Any, vcpus: int) 
     ended = time.time()
     if dag_run.state != "success":
         failed = [ti.task_id for ti in dag_run.get_task_instances() if ti.state not in ("success", "skipped")]
-        raise RuntimeError(f"run {dag_run.run_id} ({mode}) ended {dag_run.state}; tasks: {failed}")
-    jobs = collect_jobs(batch, dag_run, mode)
-    return figures_of(mode, jobs, started, ended, vcpus)
+        raise RuntimeError(f"run {dag_run.run_id} ({dag.dag_id}) ended {dag_run.state}; tasks: {failed}")
+    collect = collect_jobs if dag_name == PIPELINE else collect_graph_jobs
+    jobs = collect(batch, dag_run, mode)
+    return figures_of(dag_name, mode, jobs, started=started, ended=ended, vcpus=vcpus)
 
 
 def milliseconds(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f} / {max(values) * 1000:.0f}"
 
 
-def print_table(results: dict[str, list[RunFigures]], poll_seconds: float) -> None:
+def print_table(dag_name: str, results: dict[str, list[RunFigures]], poll_seconds: float) -> None:
     modes = [mode for mode in MODES if results.get(mode)]
+    stages = list(results[modes[0]][0].stage_run_seconds)
 
     def med(mode: str, name: str) -> float:
         return float(statistics.median(getattr(run, name) for run in results[mode]))
@@ -450,19 +522,26 @@ def print_table(results: dict[str, list[RunFigures]], poll_seconds: float) -> No
             lambda m: milliseconds([gap for run in results[m] for gap in run.net_gaps]) + " ms",
         ),
         (
-            "job run time: leader/stress/path/aggregator",
+            "job run time: " + "/".join(stage.replace("shortest_path", "path") for stage in stages),
             lambda m: (
                 "/".join(
                     f"{statistics.median(run.stage_run_seconds[stage] for run in results[m]):.1f}"
-                    for stage in ("leader", "stress_ng", "shortest_path", "aggregator")
+                    for stage in stages
                 )
                 + " s"
             ),
         ),
-        ("jobs (leader, children, aggregator)", lambda m: str(results[m][0].jobs)),
+        ("jobs (array children counted)", lambda m: str(results[m][0].jobs)),
+        (
+            "load average (1 min) during the runs",
+            lambda m: "-".join(
+                f"{value:.1f}"
+                for value in (min(run.load for run in results[m]), max(run.load for run in results[m]))
+            ),
+        ),
     ]
     runs = ", ".join(f"{mode}: {len(results[mode])}" for mode in modes)
-    print(f"\nbatch_fanout, medians over the runs ({runs}); gaps pooled over the runs")
+    print(f"\n{dag_name}, medians over the runs ({runs}); gaps pooled over the runs")
     print(f"{'what':<48}" + "".join(f"{mode:>18}" for mode in modes))
     for label, value in rows:
         print(f"{label:<48}" + "".join(f"{value(mode):>18}" for mode in modes))
@@ -471,12 +550,30 @@ def print_table(results: dict[str, list[RunFigures]], poll_seconds: float) -> No
         print(f"wall time stage_by_stage / all_at_once: {ratio:.2f}")
 
 
+def print_targets(results: dict[tuple[str, str], list[RunFigures]], poll_seconds: float) -> None:
+    """One line per DAG and mode, as ``make bench`` collects them: the median of wall - critical
+    path against the target (3 s plus one poll interval)."""
+    print()
+    for (dag_name, mode), runs in results.items():
+        if not runs:
+            continue
+        overhead = statistics.median(run.overhead for run in runs)
+        print(
+            f"TARGET airflow dags test {dag_name} {mode}: wall - critical path = {overhead:.1f} s "
+            f"(target <= {TARGET_SECONDS:g} s + poll {poll_seconds:g} s)"
+        )
+
+
 def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
     from batch_fanout.local.testing import running_endpoint
     from batch_fanout_project import pipeline
 
-    conf = {"tests": args.tests, "stress_duration": args.stress_duration, "grid": args.grid}
-    print(f"\nbatch_fanout parameters: the DAG's defaults except {json.dumps(conf)}")
+    confs = {
+        PIPELINE: {"tests": args.tests, "stress_duration": args.stress_duration, "grid": args.grid},
+        GRAPH_DAG: {"work_seconds": args.work_seconds},
+    }
+    for dag_name in args.dags:
+        print(f"\n{dag_name} parameters: the DAG's defaults except {json.dumps(confs[dag_name])}")
     print(f"poll interval (batch_fanout_project.pipeline.POLL_SECONDS): {pipeline.POLL_SECONDS} s")
     results_dir = work / "results"
     results_dir.mkdir()
@@ -487,7 +584,8 @@ def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
     from airflow.dag_processing.bundles.manager import DagBundlesManager
 
     DagBundlesManager().sync_bundles_to_db()
-    results: dict[str, list[RunFigures]] = {mode: [] for mode in args.modes}
+    combinations = [(dag_name, mode) for dag_name in args.dags for mode in args.modes]
+    results: dict[tuple[str, str], list[RunFigures]] = {combination: [] for combination in combinations}
     ok = True
     with running_endpoint(
         work / "local-batch", containers_dir=REPO_ROOT / "include" / "containers"
@@ -499,34 +597,46 @@ def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
         print(f"local endpoint: {endpoint.url}, compute environment {COMPUTE_ENVIRONMENT} of {vcpus} vCPUs")
         dags = load_dags()
         for warmup in range(args.warmup):
-            # The first run registers the job definitions and warms caches; it is not counted.
-            try:
-                figures = run_once(dags[args.modes[0]], args.modes[0], conf, batch, vcpus)
-                print(
-                    f"warm-up {warmup + 1} {args.modes[0]}: wall {figures.wall:.1f} s (not counted)",
-                    flush=True,
-                )
-            except Exception as error:
-                ok = False
-                print(f"warm-up {warmup + 1} {args.modes[0]}: FAILED: {error}", file=sys.stderr)
-        # Modes interleaved, in turn first, so that a warming cache or a busy moment favours neither.
-        for repeat in range(args.repeat):
-            for mode in args.modes if repeat % 2 == 0 else reversed(args.modes):
+            # The first run of each DAG registers the job definitions and warms caches (the numba
+            # kernels of the shortest-path jobs among them); it is not counted.
+            for dag_name in args.dags:
+                mode = args.modes[0]
                 try:
-                    figures = run_once(dags[mode], mode, conf, batch, vcpus)
+                    figures = run_once(
+                        dag_name, dags[(dag_name, mode)], mode, conf=confs[dag_name], batch=batch, vcpus=vcpus
+                    )
+                    print(
+                        f"warm-up {warmup + 1} {dag_name} {mode}: wall {figures.wall:.1f} s (not counted)",
+                        flush=True,
+                    )
+                except Exception as error:
+                    ok = False
+                    print(f"warm-up {warmup + 1} {dag_name} {mode}: FAILED: {error}", file=sys.stderr)
+        # DAGs and modes interleaved, in turn first, so that a warming cache or a busy moment of the
+        # shared machine favours none of them.
+        for repeat in range(args.repeat):
+            for dag_name, mode in combinations if repeat % 2 == 0 else reversed(combinations):
+                try:
+                    figures = run_once(
+                        dag_name, dags[(dag_name, mode)], mode, conf=confs[dag_name], batch=batch, vcpus=vcpus
+                    )
                 except Exception as error:  # a failed run is reported, then the script exits non-zero
                     ok = False
-                    print(f"run {repeat + 1} {mode}: FAILED: {error}", file=sys.stderr)
+                    print(f"run {repeat + 1} {dag_name} {mode}: FAILED: {error}", file=sys.stderr)
                     continue
-                results[mode].append(figures)
+                results[(dag_name, mode)].append(figures)
                 print(
-                    f"run {repeat + 1} {mode:<15} wall {figures.wall:6.1f} s, job sum {figures.job_sum:6.1f} s, "
-                    f"critical path {figures.critical_path:6.1f} s, overhead {figures.overhead:6.1f} s, "
-                    f"gap median {statistics.median(figures.gaps) * 1000:.0f} ms",
+                    f"run {repeat + 1} {dag_name:<20} {mode:<15} wall {figures.wall:6.1f} s, "
+                    f"job sum {figures.job_sum:6.1f} s, critical path {figures.critical_path:6.1f} s, "
+                    f"overhead {figures.overhead:6.1f} s, gap median {statistics.median(figures.gaps) * 1000:.0f} ms, "
+                    f"load {figures.load:.1f}",
                     flush=True,
                 )
-    if any(results.values()):
-        print_table(results, pipeline.POLL_SECONDS)
+    for dag_name in args.dags:
+        by_mode = {mode: results[(dag_name, mode)] for mode in args.modes if results[(dag_name, mode)]}
+        if by_mode:
+            print_table(dag_name, by_mode, pipeline.POLL_SECONDS)
+    print_targets(results, pipeline.POLL_SECONDS)
     return ok
 
 
@@ -546,6 +656,16 @@ def mode_list(value: str) -> list[str]:
     return modes
 
 
+def dag_list(value: str) -> list[str]:
+    dags = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in dags if name not in BENCHMARKED_DAGS]
+    if not dags or unknown:
+        raise argparse.ArgumentTypeError(
+            f"--dags takes a comma list of {', '.join(BENCHMARKED_DAGS)}; got {value!r}"
+        )
+    return dags
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -553,15 +673,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--stress-duration", type=int, default=2, help="seconds per stress-ng test")
     parser.add_argument("--grid", default="64x64", help="generated road-like grid, ROWSxCOLUMNS")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each mode (0: no DAG run)")
+    parser.add_argument(
+        "--work-seconds", type=int, default=1, help="seconds of work per job_dependency_graph step"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each DAG and mode (0: no DAG run)")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted runs before the measured ones")
     parser.add_argument("--parse-runs", type=int, default=3, help="runs per DAG file and way (0: no parse)")
     parser.add_argument("--modes", type=mode_list, default=list(MODES), help="comma list of submission modes")
+    parser.add_argument(
+        "--dags", type=dag_list, default=list(BENCHMARKED_DAGS), help="comma list of the DAGs to run"
+    )
     args = parser.parse_args(argv)
     if args.tests < 2:
         parser.error(f"--tests must be at least 2 (AWS Batch rejects an array of size 1), got {args.tests}")
-    if min(args.repeat, args.parse_runs, args.warmup) < 0:
-        parser.error("--repeat, --warmup and --parse-runs must be >= 0")
+    if min(args.repeat, args.parse_runs, args.warmup, args.work_seconds) < 0:
+        parser.error("--repeat, --warmup, --parse-runs and --work-seconds must be >= 0")
 
     work = Path(tempfile.mkdtemp(prefix="pipeline-benchmark-"))
     try:

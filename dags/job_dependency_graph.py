@@ -35,9 +35,9 @@ from datetime import datetime, timedelta, timezone
 import airflow.providers.amazon.aws.operators.batch
 import airflow.providers.amazon.aws.sensors.base_aws
 import airflow.sdk.definitions.decorators  # noqa: F401  (airflow.sdk loads @task lazily)
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import DAG, Param, dag, get_current_context, task
 
-from batch_fanout.fanout import Stage
+from batch_fanout.fanout import Mode, Stage
 from batch_fanout_project import pipeline as p
 
 # Each step and the steps it runs after.
@@ -51,60 +51,71 @@ GRAPH: dict[str, list[str]] = {
 }
 
 
-@dag(
-    dag_id="job_dependency_graph",
-    schedule=p.schedule("job_dependency_graph", None),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=4,
-    dagrun_timeout=timedelta(hours=2),
-    default_args=p.default_args(),
-    tags=["batch-fanout", "aws-batch", "dependencies"],
-    doc_md=__doc__,
-    params={
-        "work_seconds": Param(
-            1,
-            type="integer",
-            minimum=0,
-            maximum=3600,
-            title="Seconds of work per step",
-            description="How long each step works before it records that it ran.",
-        ),
-    },
-)
-def job_dependency_graph() -> None:
-    def step(name: str, upstream: list[str]) -> Stage:
-        return p.job(
-            name,
-            p.STEP,
-            job_name=f"batch-fanout-step-{name}",
-            after=upstream or None,
-            parameters={
-                "name": name,
-                "after": ",".join(upstream) or "none",
-                "work_seconds": "{{ params.work_seconds }}",
-                "summarize": ",".join(GRAPH) if name == "F" else "none",
-            },
-        )
+def job_dependency_graph_dag(dag_id: str = "job_dependency_graph", mode: Mode = "all_at_once") -> DAG:
+    """The graph as a DAG submitting in ``mode``: ``all_at_once`` (the DAG of this file) gives each
+    job ``dependsOn`` its upstream jobs; ``stage_by_stage`` (for comparison, in ``benchmarks/``)
+    runs the steps one after another in the order of :data:`GRAPH`, each once Airflow saw the last
+    succeed."""
 
-    steps = [step(name, upstream) for name, upstream in GRAPH.items()]
-    # A is the leader and F the aggregator; B..E are plain jobs between them. There is no array
-    # here, so the graph is declared through the builder's general form: each stage's after=.
-    graph = p.fanout(leader=steps[0], arrays=steps[1:-1], aggregator=steps[-1], report=False)
+    @dag(
+        dag_id=dag_id,
+        schedule=p.schedule(dag_id, None),
+        start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        catchup=False,
+        max_active_runs=4,
+        dagrun_timeout=timedelta(hours=2),
+        default_args=p.default_args(),
+        tags=["batch-fanout", "aws-batch", "dependencies"],
+        doc_md=__doc__,
+        params={
+            "work_seconds": Param(
+                1,
+                type="integer",
+                minimum=0,
+                maximum=3600,
+                title="Seconds of work per step",
+                description="How long each step works before it records that it ran.",
+            ),
+        },
+    )
+    def job_dependency_graph() -> None:
+        def step(name: str, upstream: list[str]) -> Stage:
+            return p.job(
+                name,
+                p.STEP,
+                job_name=f"batch-fanout-step-{name}",
+                after=upstream or None,
+                parameters={
+                    "name": name,
+                    "after": ",".join(upstream) or "none",
+                    "work_seconds": "{{ params.work_seconds }}",
+                    "summarize": ",".join(GRAPH) if name == "F" else "none",
+                },
+            )
 
-    @task
-    def check_order() -> list[str]:
-        """Read the order the steps ran in and check it against the graph."""
-        summary = p.read_json(f"{p.run_folder_uri(get_current_context())}/steps/summary.json")
-        stopped = {record["name"]: record["stopped_at"] for record in summary["steps"]}
-        started = {record["name"]: record["started_at"] for record in summary["steps"]}
-        for name, upstream in GRAPH.items():
-            for step_name in upstream:
-                if started[name] < stopped[step_name]:
-                    raise ValueError(f"step {name} started before its upstream step {step_name} had finished")
-        return list(summary["order"])
+        steps = [step(name, upstream) for name, upstream in GRAPH.items()]
+        # A is the leader and F the aggregator; B..E are plain jobs between them. There is no array
+        # here, so the graph is declared through the builder's general form: each stage's after=.
+        graph = p.fanout(leader=steps[0], arrays=steps[1:-1], aggregator=steps[-1], mode=mode, report=False)
 
-    graph >> check_order()
+        @task
+        def check_order() -> list[str]:
+            """Read the order the steps ran in and check it against the graph."""
+            summary = p.read_json(f"{p.run_folder_uri(get_current_context())}/steps/summary.json")
+            stopped = {record["name"]: record["stopped_at"] for record in summary["steps"]}
+            started = {record["name"]: record["started_at"] for record in summary["steps"]}
+            for name, upstream in GRAPH.items():
+                for step_name in upstream:
+                    if started[name] < stopped[step_name]:
+                        raise ValueError(
+                            f"step {name} started before its upstream step {step_name} had finished"
+                        )
+            return list(summary["order"])
+
+        graph >> check_order()
+
+    built: DAG = job_dependency_graph()
+    return built
 
 
-job_dependency_graph()
+job_dependency_graph = job_dependency_graph_dag()

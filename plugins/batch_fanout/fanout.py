@@ -24,7 +24,10 @@ task ``read_array_sizes`` after the leader, returning ``{array name: size}`` for
 
 **Dependencies.** Each array depends on the stage before it (or the one named by ``after``) with its
 ``dependency`` (``"N_TO_N"``: child *i* waits for child *i*; ``None``: the whole job); the aggregator
-depends on every array. ``job_name`` is the task id unless a stage sets it.
+depends on every array. ``job_name`` is the task id unless a stage sets it. All at once, a stage's
+submit task waits only for the submit tasks of the stages it depends on (their job ids), so stages
+that do not depend on each other are submitted side by side; every watcher starts after the last
+submission.
 
 **Preflight.** ``preflight(params, aws_conn_id=...)`` runs as the task ``preflight`` before anything
 is submitted; a ``ValueError`` it raises fails the run at once, without retries, naming what is wrong.
@@ -224,7 +227,9 @@ def fan_out(
         submit = BatchFanoutOperator(
             task_id=f"{prefix}_{stage.name}", job_definition=stage.job_definition, **arguments
         )
-        if previous is not None:
+        if previous is not None and (mode == STAGE_BY_STAGE or stage is leader):
+            # All at once, a stage waits only for the submissions whose job ids it depends on (the
+            # XComArgs in its depends_on make them its upstream tasks), not for its siblings'.
             previous >> submit
         previous = submit
         result.submits[stage.name] = submit
@@ -298,7 +303,8 @@ def _add_watchers(result: FanOut, stages: Sequence[Stage], shared: Mapping[str, 
     sensor starts, and the sensors then follow the stages in order."""
     from batch_fanout.sensors.batch import BatchFanoutSensor
 
-    previous: BaseOperator = list(result.submits.values())[-1]
+    submits = list(result.submits.values())
+    previous: BaseOperator | None = None
     for stage in stages:
         submit = result.submits[stage.name]
         watcher = BatchFanoutSensor(
@@ -308,7 +314,10 @@ def _add_watchers(result: FanOut, stages: Sequence[Stage], shared: Mapping[str, 
             poke_interval=shared["poll_interval"],
             tolerated_failures=stage.operator_arguments.get("tolerated_failures", 0),
         )
-        previous >> watcher
+        if previous is None:
+            submits >> watcher
+        else:
+            previous >> watcher
         previous = watcher
         result.watchers[stage.name] = watcher
 

@@ -35,7 +35,6 @@ Example::
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -49,6 +48,7 @@ from batch_fanout.hooks.batch_client import BatchFanoutClientHook, BatchJobState
 from batch_fanout.job_contract import declares_index_map
 from batch_fanout.links.batch import OPERATOR_LINKS, BatchFanoutResultsLink, persist_job_links
 from batch_fanout.operators._watch import finish_job, trigger_for
+from batch_fanout.polling import next_poll_delay
 from batch_fanout.submission import (
     TAG_RETRY_OF,
     Dependency,
@@ -95,8 +95,9 @@ class BatchFanoutOperator(ResumableJobMixin, BatchOperator):
     :param results_uri: base of the results store (templated); when set, a "Run Results" link points
         at ``<results_uri>/<dag_id>/<run_id>/``.
     :param aws_conn_id: the Airflow AWS connection, ``aws_default`` by default (as the Amazon provider).
-    :param poll_interval: seconds between polls, synchronous and deferred; a finished job is noticed
-        within one interval.
+    :param poll_interval: the longest pause between two polls, synchronous and deferred: a finished job
+        is noticed within one interval, and sooner while the task has watched it for less than two
+        (:func:`batch_fanout.polling.next_poll_delay`).
     """
 
     aws_hook_class = BatchFanoutClientHook
@@ -289,6 +290,7 @@ class BatchFanoutOperator(ResumableJobMixin, BatchOperator):
         if not self.wait_for_completion:
             self.log.info("Not waiting for AWS Batch job %s (wait_for_completion=False)", job_id)
             return job_id
+        watch_started = time.monotonic()
         while True:
             description = self.fanout_hook.get_job_description(job_id)
             state = BatchJobState.from_description(description)
@@ -301,8 +303,8 @@ class BatchFanoutOperator(ResumableJobMixin, BatchOperator):
             if reason is not None:
                 self.fanout_hook.terminate(job_id, reason)
                 return self._finish(context, description, fail_fast=reason)
-            # Jitter spreads many tasks' polls apart; the upper bound keeps "seen within one interval".
-            time.sleep(self.poll_interval * random.uniform(0.8, 1.0))
+            # Soon after the submission, then every poll_interval: a short job is seen ending at once.
+            time.sleep(next_poll_delay(time.monotonic() - watch_started, self.poll_interval))
 
     def get_job_result(self, external_id: object, context: Context) -> str:
         job_id = str(external_id)

@@ -19,8 +19,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
@@ -31,6 +31,7 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 from batch_fanout.hooks.batch_client import BatchFanoutClientHook, BatchJobState, fail_fast_reason
 from batch_fanout.links.batch import SENSOR_LINKS, persist_job_links
 from batch_fanout.operators._watch import finish_job, trigger_for
+from batch_fanout.polling import next_poll_delay
 from batch_fanout.submission import JobDescription, is_unrendered, parse_tolerated_failures
 
 if TYPE_CHECKING:
@@ -48,7 +49,10 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
     :param failed_log_lines: copy at most this many last lines of each.
     :param failed_log_line_length: cut copied lines to this many characters.
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
-    :param poke_interval: seconds between polls, also when deferred.
+    :param poke_interval: the longest pause between polls, also when deferred. In ``poke`` mode and
+        deferred, the first poll is immediate and the next ones come sooner while the sensor has
+        watched for less than two intervals (:func:`batch_fanout.polling.next_poll_delay`);
+        ``reschedule`` mode waits ``poke_interval`` between tries, as Airflow's sensors do.
     :param aws_conn_id: the Airflow AWS connection, ``aws_default`` by default (as the Amazon provider).
     """
 
@@ -123,6 +127,16 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
             self.hook.terminate(job_id, reason)
             self._finish(context, description, fail_fast=reason)
         return PokeReturnValue(is_done=False)
+
+    def _get_next_poke_interval(
+        self, started_at: datetime | float, run_duration: Callable[[], float], poke_count: int
+    ) -> float:
+        # Airflow's own schedule where it differs by design: exponential_backoff grows the pauses
+        # beyond poke_interval, and each try of reschedule mode is a task run of its own, too
+        # heavy to repeat every half second.
+        if self.exponential_backoff or self.reschedule:
+            return float(super()._get_next_poke_interval(started_at, run_duration, poke_count))
+        return next_poll_delay(run_duration(), self.poke_interval)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         if not event or "job_id" not in event:

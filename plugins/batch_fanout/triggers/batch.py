@@ -1,6 +1,7 @@
 """The trigger that watches a Batch job (plain or array) for the deferrable operator and sensor.
 
-:class:`BatchFanoutTrigger` polls one DescribeJobs call per ``poll_interval`` (the parent's
+:class:`BatchFanoutTrigger` polls one DescribeJobs call at a time, at most ``poll_interval`` apart
+and sooner in its first seconds (:func:`batch_fanout.polling.next_poll_delay`; the parent's
 ``statusSummary`` for an array, whatever its size), logs one progress line per poll, terminates the
 job when ``fail_fast`` is set and more than ``tolerated_failures`` children have failed, and fires one
 event once the job is terminal. The task decides success or failure from that event (failed children,
@@ -13,12 +14,14 @@ Event payload: ``{"status": "terminal" | "fail_fast" | "error", "job_id": ..., "
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from batch_fanout.hooks.batch_client import BatchFanoutClientHook, BatchJobState, fail_fast_reason
+from batch_fanout.polling import next_poll_delay
 
 
 class BatchFanoutTrigger(BaseTrigger):
@@ -29,7 +32,8 @@ class BatchFanoutTrigger(BaseTrigger):
     :param region_name: AWS region, overriding the connection's.
     :param verify: SSL verification, as for the Amazon provider's hooks.
     :param botocore_config: botocore client configuration.
-    :param poll_interval: seconds between polls; a finished job is seen within one interval.
+    :param poll_interval: the longest pause between polls; a finished job is seen within one
+        interval, and sooner while the trigger has watched it for less than two.
     :param tolerated_failures: failed children that do not fail the task.
     :param fail_fast: terminate the job as soon as more than ``tolerated_failures`` children failed.
     :param terminate_on_kill: terminate the job when a user kills the deferred task.
@@ -106,6 +110,9 @@ class BatchFanoutTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self.hook()
+        # A trigger may run more than once (a triggerer restart): each run watches anew, polling
+        # soon at first, which costs a few calls and never misses an end.
+        watch_started = time.monotonic()
         try:
             while True:
                 state = await hook.a_job_state(self.job_id)
@@ -121,7 +128,7 @@ class BatchFanoutTrigger(BaseTrigger):
                     await hook.a_terminate(self.job_id, reason)
                     yield self._event("fail_fast", state, reason)
                     return
-                await asyncio.sleep(self.poll_interval)
+                await asyncio.sleep(next_poll_delay(time.monotonic() - watch_started, self.poll_interval))
         except Exception as error:
             self.log.exception("Watching AWS Batch job %s failed", self.job_id)
             yield self._event("error", None, str(error))

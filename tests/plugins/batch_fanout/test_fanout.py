@@ -201,3 +201,30 @@ def test_stage_arguments_are_checked() -> None:
         Stage("my stage", "d")
     with pytest.raises(ValueError, match="dependency must be 'N_TO_N' or None"):
         Array("work", "d", size=2, dependency="SEQUENTIAL")
+
+
+def test_all_at_once_submits_side_by_side_what_does_not_depend_on_each_other() -> None:
+    with DAG("bf_side_by_side", schedule=None, start_date=START) as dag:
+        built = fan_out(
+            job_queue="q",
+            leader=Stage("leader", "d"),
+            arrays=[
+                Array("left", "d", size=2, dependency="N_TO_N"),
+                Array("right", "d", size=2, after="leader"),
+                Stage("joined", "d", after=["left", "right"]),
+            ],
+            aggregator=Stage("aggregate", "d"),
+            preflight=lambda params, *, aws_conn_id: None,
+        )
+    upstream = {task.task_id: task.upstream_task_ids for task in dag.tasks}
+
+    # Each submission waits only for the submissions whose job ids its dependsOn names.
+    assert upstream["submit_leader"] == {"preflight"}
+    assert upstream["submit_left"] == {"submit_leader"}
+    assert upstream["submit_right"] == {"submit_leader"}
+    assert upstream["submit_joined"] == {"submit_left", "submit_right"}
+    assert upstream["submit_aggregate"] == {"submit_left", "submit_right", "submit_joined"}
+    # The whole graph is in Batch before the first watcher starts; the watchers follow the stages.
+    assert upstream["watch_leader"] == {f"submit_{name}" for name in built.submits}
+    assert upstream["watch_right"] == {"submit_right", "watch_left"}
+    assert built.first.task_id == "preflight" and built.last.task_id == "watch_aggregate"

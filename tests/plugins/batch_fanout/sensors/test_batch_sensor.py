@@ -78,3 +78,13 @@ def test_deferrable_sensor_hands_the_job_to_the_trigger() -> None:
         terminate_on_kill=False,
     )
     assert deferred.value.method_name == "execute_complete"
+
+
+def test_poke_mode_polls_soon_at_first_and_reschedule_mode_waits_the_interval() -> None:
+    poking = BatchFanoutSensor(task_id="watch", job_id="j", poke_interval=30)
+    early = poking._get_next_poke_interval(0.0, lambda: 1.0, 2)
+    late = poking._get_next_poke_interval(0.0, lambda: 600.0, 40)
+    assert early <= 1.0 and 0.8 * 30 <= late <= 30
+
+    rescheduling = BatchFanoutSensor(task_id="watch", job_id="j", poke_interval=30, mode="reschedule")
+    assert rescheduling._get_next_poke_interval(0.0, lambda: 1.0, 1) == 30
