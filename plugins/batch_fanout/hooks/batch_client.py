@@ -15,17 +15,22 @@ well (connection handling, log-stream lookup, states). It adds:
   retried task to the job its earlier try submitted;
 - ``a_``-prefixed async twins for the trigger. They run the same methods in a worker thread, so the
   triggerer's event loop never blocks, the backoff loop is the same one, and no async AWS SDK is
-  needed.
+  needed;
+- one botocore data loader per process (:func:`share_data_loader`): every task builds a new hook and
+  boto3 session, and each session would otherwise read and parse botocore's JSON models (the Batch
+  model, the endpoints) again, the largest part of a short task's own time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+import boto3
 import botocore.exceptions
 from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
 from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
@@ -81,6 +86,28 @@ def is_throttling_error(error: BaseException) -> bool:
     return code in THROTTLING_ERROR_CODES or status == 429
 
 
+_SHARED_LOADERS: dict[tuple[str, ...], Any] = {}
+_SHARED_LOADERS_LOCK = threading.Lock()
+
+
+def share_data_loader(session: boto3.session.Session) -> None:
+    """Give ``session`` the process's botocore data loader for its search paths.
+
+    A loader caches the service models and endpoint data it has parsed, which never change while a
+    process runs; clients only read them. Sessions with other search paths (``AWS_DATA_PATH``) keep
+    a loader of their own. Call before the session creates its first client.
+    """
+    botocore_session = session._session
+    loader = botocore_session.get_component("data_loader")
+    key = tuple(str(path) for path in loader.search_paths)
+    with _SHARED_LOADERS_LOCK:
+        shared = _SHARED_LOADERS.setdefault(key, loader)
+    if shared is not loader:
+        botocore_session.register_component("data_loader", shared)
+        # boto3 keeps its own reference, for resources.
+        session._loader = shared
+
+
 class BatchFanoutClientHook(BatchClientHook):
     """Interact with AWS Batch for fan-out work; see the module docstring for what it adds.
 
@@ -117,6 +144,13 @@ class BatchFanoutClientHook(BatchClientHook):
     def batch(self) -> Any:
         """The boto3 Batch client (untyped: botocore clients are generated at runtime)."""
         return self.conn
+
+    def get_session(self, region_name: str | None = None, deferrable: bool = False) -> boto3.session.Session:
+        """The Amazon provider's session, with the process's shared botocore data loader."""
+        session = super().get_session(region_name=region_name, deferrable=deferrable)
+        if isinstance(session, boto3.session.Session):
+            share_data_loader(session)
+        return session
 
     # -- backoff -------------------------------------------------------------------------------------
 

@@ -103,9 +103,10 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
         description = self.hook.get_job_description(job_id)
         state = BatchJobState.from_description(description)
         self.log.info("%s", state.progress_line())
-        self._link(context, description)
         if state.is_terminal:
+            # _finish stores the links: storing them first as well would only repeat the XComs.
             return self._finish(context, description)
+        self._link(context, description)
         self.defer(
             # A sensor only watches: killing it leaves the job it watches running.
             trigger=trigger_for(self, job_id, poll_interval=self.poke_interval, terminate_on_kill=False),
@@ -119,9 +120,9 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
         description = self.hook.get_job_description(job_id)
         state = BatchJobState.from_description(description)
         self.log.info("%s", state.progress_line())
-        self._link(context, description)
         if state.is_terminal:
             return PokeReturnValue(is_done=True, xcom_value=self._finish(context, description))
+        self._link(context, description)
         reason = fail_fast_reason(state, fail_fast=self.fail_fast, tolerated_failures=self.tolerated_failures)
         if reason is not None:
             self.hook.terminate(job_id, reason)
