@@ -66,8 +66,31 @@ class _ConsoleLink(BaseAwsLink):
         return str(super().get_link(operator, ti_key=ti_key))
 
 
-def _job_id(ti_key: TaskInstanceKey) -> str:
-    conf = XCom.get_value(key=BatchFanoutJobLink.key, ti_key=ti_key)
+#: The operator attribute holding the link values its try stored (by XCom key).
+_STORED_ATTRIBUTE = "_batch_fanout_stored_links"
+
+
+def _remember(operator: BaseOperator, key: str, value: object) -> None:
+    """Keep a link value this try stores in XCom on the operator too."""
+    stored = operator.__dict__.setdefault(_STORED_ATTRIBUTE, {})
+    stored[key] = value
+
+
+def _stored(operator: BaseOperator, key: str, ti_key: TaskInstanceKey) -> Any:
+    """A link's stored value: the one this try stored, else XCom's.
+
+    Airflow computes every extra link in the worker when the task ends, on the operator that ran: the
+    values the try itself stored are at hand there, and reading each back would be one Execution API
+    call per link and task.
+    """
+    stored = operator.__dict__.get(_STORED_ATTRIBUTE) or {}
+    if key in stored:
+        return stored[key]
+    return XCom.get_value(key=key, ti_key=ti_key)
+
+
+def _job_id(operator: BaseOperator, ti_key: TaskInstanceKey) -> str:
+    conf = _stored(operator, BatchFanoutJobLink.key, ti_key)
     return str(conf.get("job_id") or "") if isinstance(conf, dict) else ""
 
 
@@ -78,7 +101,7 @@ class BatchFanoutArrayViewLink(BaseOperatorLink):
 
     @return_on_error("")
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        if not _job_id(ti_key):
+        if not _job_id(operator, ti_key):
             return ""
         return array_view_url(ti_key.dag_id, ti_key.run_id, ti_key.task_id, ti_key.map_index)
 
@@ -90,10 +113,10 @@ class BatchFanoutChildLogLink(BaseOperatorLink):
 
     @return_on_error("")
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        job_id = _job_id(ti_key)
+        job_id = _job_id(operator, ti_key)
         if not job_id:
             return ""
-        child = XCom.get_value(key=BatchFanoutChildJobLink.key, ti_key=ti_key)
+        child = _stored(operator, BatchFanoutChildJobLink.key, ti_key)
         child_id = child.get("job_id") if isinstance(child, dict) else None
         return array_view_url(
             ti_key.dag_id, ti_key.run_id, ti_key.task_id, ti_key.map_index, child=child_id or job_id
@@ -107,7 +130,7 @@ class BatchFanoutReportLink(BaseOperatorLink):
 
     @return_on_error("")
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        if not XCom.get_value(key=BatchFanoutResultsLink.key, ti_key=ti_key):
+        if not _stored(operator, BatchFanoutResultsLink.key, ti_key):
             return ""
         return report_view_url(ti_key.dag_id, ti_key.run_id)
 
@@ -174,12 +197,12 @@ class BatchFanoutResultsLink(BaseAwsLink):
 
     @return_on_error("")
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        conf = XCom.get_value(key=self.key, ti_key=ti_key)
-        url = str(conf.get("url", "")) if conf else ""
         # A file:// folder cannot be opened from an http page: the Run Report link leads to it.
-        if not url.startswith("https://") or targets_endpoint(operator):
+        if targets_endpoint(operator):
             return ""
-        return url
+        conf = _stored(operator, self.key, ti_key)
+        url = str(conf.get("url", "")) if conf else ""
+        return url if url.startswith("https://") else ""
 
     @classmethod
     def persist_results(cls, context: Context, operator: BaseOperator, results_uri: str) -> None:
@@ -187,9 +210,9 @@ class BatchFanoutResultsLink(BaseAwsLink):
         if not operator.do_xcom_push:
             return
         ti = context["ti"]
-        context["ti"].xcom_push(
-            key=cls.key, value={"url": cls.results_url(results_uri, ti.dag_id, ti.run_id)}
-        )
+        value = {"url": cls.results_url(results_uri, ti.dag_id, ti.run_id)}
+        context["ti"].xcom_push(key=cls.key, value=value)
+        _remember(operator, cls.key, value)
 
 
 ALL_LINKS = (
@@ -248,13 +271,19 @@ def persist_job_links(
     BatchFanoutJobLink.persist(**common, job_id=job_id)
     description = description or {}
     is_array = bool((description.get("arrayProperties") or {}).get("size"))
-    if is_array:
-        child_id = first_failed_child["job_id"] if first_failed_child else f"{job_id}:0"
+    child_id = (first_failed_child["job_id"] if first_failed_child else f"{job_id}:0") if is_array else None
+    if child_id:
         BatchFanoutChildJobLink.persist(**common, job_id=child_id)
     elif operator.do_xcom_push:
         # A plain job has no children: an empty value shows no link, where no value at all makes
         # Airflow log a failed XCom lookup for the link after every try.
         context["ti"].xcom_push(key=BatchFanoutChildJobLink.key, value={})
+    if operator.do_xcom_push:
+        # The values just stored, as BaseAwsLink.persist stores them, for the links computed when
+        # the task ends.
+        where = {"region_name": region_name, "aws_domain": BaseAwsLink.get_aws_domain(aws_partition)}
+        _remember(operator, BatchFanoutJobLink.key, {**where, "job_id": job_id})
+        _remember(operator, BatchFanoutChildJobLink.key, {**where, "job_id": child_id} if child_id else {})
     container = description.get("container") or {}
     options = (container.get("logConfiguration") or {}).get("options") or {}
     log_group = options.get("awslogs-group", "/aws/batch/job")

@@ -3,6 +3,8 @@ and formatted into console, logs and results addresses."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.module_loading import import_string
 
@@ -87,3 +89,47 @@ def test_results_link_for_s3_and_local_stores() -> None:
         BatchFanoutResultsLink.results_url("file:///data/results", "dag", "r")
         == "file:///data/results/dag/r/"
     )
+
+
+def test_links_computed_when_the_task_ends_use_what_its_try_stored(monkeypatch: Any) -> None:
+    from airflow.providers.common.compat.sdk import XCom
+
+    from batch_fanout.links import batch as links
+
+    pushed: dict[str, Any] = {}
+
+    class TaskInstance:
+        dag_id, task_id, run_id, map_index = "d", "t", "r", -1
+
+        def xcom_push(self, key: str, value: Any) -> None:
+            pushed[key] = value
+
+    def no_xcom_reads(**kwargs: Any) -> Any:
+        raise AssertionError(f"the link read XCom back: {kwargs}")
+
+    operator = BatchFanoutOperator(task_id="t", job_definition="d", job_queue="q", aws_conn_id=None)
+    context: Any = {"ti": TaskInstance()}
+    links.persist_job_links(
+        context,
+        operator,
+        region_name="eu-west-1",
+        aws_partition="aws",
+        job_id="abc",
+        description={"arrayProperties": {"size": 3}},
+    )
+    BatchFanoutResultsLink.persist_results(context, operator, "s3://bucket/prefix")
+    monkeypatch.setattr(XCom, "get_value", no_xcom_reads)
+    key: Any = type("Key", (), {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1})()
+
+    assert BatchFanoutArrayViewLink().get_link(operator, ti_key=key).startswith("/batch-fanout/array/d/")
+    assert BatchFanoutChildLogLink().get_link(operator, ti_key=key) == links.array_view_url(
+        "d", "r", "t", -1, child="abc:0"
+    )
+    assert BatchFanoutReportLink().get_link(operator, ti_key=key).startswith("/batch-fanout/report/d/")
+    # Exactly what XCom holds, so the worker and a later reader of XCom agree.
+    assert pushed[BatchFanoutJobLink.key] == {
+        "region_name": "eu-west-1",
+        "aws_domain": "aws.amazon.com",
+        "job_id": "abc",
+    }
+    assert pushed[BatchFanoutChildJobLink.key]["job_id"] == "abc:0"
