@@ -95,6 +95,7 @@ def test_links_computed_when_the_task_ends_use_what_its_try_stored(monkeypatch: 
     from airflow.providers.common.compat.sdk import XCom
 
     from batch_fanout.links import batch as links
+    from batch_fanout.ui.paths import array_view_url
 
     pushed: dict[str, Any] = {}
 
@@ -122,7 +123,7 @@ def test_links_computed_when_the_task_ends_use_what_its_try_stored(monkeypatch: 
     key: Any = type("Key", (), {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1})()
 
     assert BatchFanoutArrayViewLink().get_link(operator, ti_key=key).startswith("/batch-fanout/array/d/")
-    assert BatchFanoutChildLogLink().get_link(operator, ti_key=key) == links.array_view_url(
+    assert BatchFanoutChildLogLink().get_link(operator, ti_key=key) == array_view_url(
         "d", "r", "t", -1, child="abc:0"
     )
     assert BatchFanoutReportLink().get_link(operator, ti_key=key).startswith("/batch-fanout/report/d/")
