@@ -542,9 +542,10 @@ def print_table(dag_name: str, results: dict[str, list[RunFigures]], poll_second
     ]
     runs = ", ".join(f"{mode}: {len(results[mode])}" for mode in modes)
     print(f"\n{dag_name}, medians over the runs ({runs}); gaps pooled over the runs")
-    print(f"{'what':<48}" + "".join(f"{mode:>18}" for mode in modes))
+    width = 2 + max(len(text) for _, value in rows for mode in modes for text in (mode, value(mode)))
+    print(f"{'what':<48}" + "".join(f"{mode:>{width}}" for mode in modes))
     for label, value in rows:
-        print(f"{label:<48}" + "".join(f"{value(mode):>18}" for mode in modes))
+        print(f"{label:<48}" + "".join(f"{value(mode):>{width}}" for mode in modes))
     if len(modes) == 2:
         ratio = med(STAGE_BY_STAGE, "wall") / med(ALL_AT_ONCE, "wall")
         print(f"wall time stage_by_stage / all_at_once: {ratio:.2f}")
