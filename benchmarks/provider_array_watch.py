@@ -3,16 +3,20 @@
 Submits one array job of ``--size`` children (``sleep --child-seconds``) to a fresh local endpoint and
 watches it, at the same time and each with its own boto3 client, with:
 
-- ``BatchFanoutOperator`` (this project): its synchronous poll loop, ``poll_interval`` seconds;
-- ``BatchFanoutTrigger`` (this project): the deferred watch, ``poll_interval`` seconds;
+- ``BatchFanoutOperator`` (this project): its synchronous poll loop, at most ``poll_interval`` apart
+  (sooner in its first seconds, :func:`batch_fanout.polling.next_poll_delay`);
+- ``BatchFanoutSensor`` (this project): ``poke`` mode, as the fan-out DAGs' watchers run;
+- ``BatchFanoutTrigger`` (this project): the deferred watch, with the same schedule;
 - the Amazon provider's ``BatchSensor``: its ``poke`` every ``poke_interval`` seconds;
 - the Amazon provider's ``BatchOperator.monitor_job`` (synchronous ``wait_for_job`` with its
   exponential back-off), the path a non-deferrable ``BatchOperator`` takes;
 - one poll of "per-child progress by describing every child" (DescribeJobs of all children, 100 ids
   a call), the naive way to get per-child states, for scale.
 
-API calls are counted per operation with botocore's event hooks (``before-call.batch.*``). The delay
-is the time between the parent's ``stoppedAt`` and the watcher seeing it terminal.
+API calls are counted per operation with botocore's event hooks (``before-call.batch.*``), and
+polls by counting the watcher's own state reads, so DescribeJobs per poll is calls / polls (target:
+1 for a 10,000-child array). The delay is the time between the parent's ``stoppedAt`` and the
+watcher seeing it terminal. The load average and the versions are printed beside the figures.
 
 Usage::
 
@@ -54,6 +58,19 @@ def count_calls(client: Any, counter: Counter[str]) -> None:
     client.meta.events.register("before-call.batch.*", lambda model, **_: counter.update([model.name]))
 
 
+def count_polls(target: Any, method: str) -> Counter[str]:
+    """Count the calls of ``target.<method>`` (a watcher's state read: one per poll)."""
+    polls: Counter[str] = Counter()
+    original = getattr(target, method)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        polls.update(["poll"])
+        return original(*args, **kwargs)
+
+    setattr(target, method, counted)
+    return polls
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10_000, help="children in the array (2..10,000)")
@@ -81,6 +98,7 @@ def run(endpoint: Any, size: int, poll_interval: float, child_seconds: float) ->
 
     from batch_fanout.hooks.batch_client import BatchFanoutClientHook
     from batch_fanout.operators.batch import BatchFanoutOperator
+    from batch_fanout.sensors.batch import BatchFanoutSensor
     from batch_fanout.triggers.batch import BatchFanoutTrigger
 
     batch = endpoint.client("batch")
@@ -114,14 +132,26 @@ def run(endpoint: Any, size: int, poll_interval: float, child_seconds: float) ->
             aws_conn_id=CONN_ID,
         )
         count_calls(operator.fanout_hook.batch, calls)
+        polls = count_polls(operator.fanout_hook, "get_job_description")
         operator.poll_until_complete(job_id, context)
-        results["BatchFanoutOperator (sync poll)"] = {"noticed": time.time(), "calls": calls}
+        results["BatchFanoutOperator (sync poll)"] = {"noticed": time.time(), "calls": calls, "polls": polls}
+
+    def project_sensor() -> None:
+        calls: Counter[str] = Counter()
+        sensor = BatchFanoutSensor(
+            task_id="watch", job_id=job_id, poke_interval=poll_interval, aws_conn_id=CONN_ID
+        )
+        count_calls(sensor.hook.batch, calls)
+        polls = count_polls(sensor, "poke")
+        sensor.execute(context)
+        results["BatchFanoutSensor (poke mode)"] = {"noticed": time.time(), "calls": calls, "polls": polls}
 
     def project_trigger() -> None:
         calls: Counter[str] = Counter()
         trigger = BatchFanoutTrigger(job_id=job_id, poll_interval=poll_interval)
         hook = BatchFanoutClientHook(aws_conn_id=CONN_ID)
         count_calls(hook.batch, calls)
+        polls = count_polls(hook, "a_job_state")
         trigger.hook = lambda: hook  # type: ignore[method-assign]
 
         async def watch() -> None:
@@ -129,15 +159,18 @@ def run(endpoint: Any, size: int, poll_interval: float, child_seconds: float) ->
                 return
 
         asyncio.run(watch())
-        results["BatchFanoutTrigger (deferred)"] = {"noticed": time.time(), "calls": calls}
+        results["BatchFanoutTrigger (deferred)"] = {"noticed": time.time(), "calls": calls, "polls": polls}
 
     def amazon_sensor() -> None:
         calls: Counter[str] = Counter()
         sensor = BatchSensor(task_id="watch", job_id=job_id, aws_conn_id=CONN_ID, poke_interval=poll_interval)
         count_calls(sensor.hook.conn, calls)
+        polls: Counter[str] = Counter()
         while not sensor.poke(context):
+            polls.update(["poll"])
             time.sleep(poll_interval)
-        results["Amazon BatchSensor (poke)"] = {"noticed": time.time(), "calls": calls}
+        polls.update(["poll"])
+        results["Amazon BatchSensor (poke)"] = {"noticed": time.time(), "calls": calls, "polls": polls}
 
     def amazon_operator() -> None:
         calls: Counter[str] = Counter()
@@ -149,7 +182,7 @@ def run(endpoint: Any, size: int, poll_interval: float, child_seconds: float) ->
         operator.monitor_job(context)
         results["Amazon BatchOperator (monitor_job)"] = {"noticed": time.time(), "calls": calls}
 
-    watchers = [project_operator, project_trigger, amazon_sensor, amazon_operator]
+    watchers = [project_operator, project_sensor, project_trigger, amazon_sensor, amazon_operator]
     threads = [threading.Thread(target=watcher, name=watcher.__name__) for watcher in watchers]
     for thread in threads:
         thread.start()
@@ -171,19 +204,34 @@ def run(endpoint: Any, size: int, poll_interval: float, child_seconds: float) ->
     print(
         f"# provider array watch: {size} children of `sleep {child_seconds}`, poll interval {poll_interval} s"
     )
+    import airflow
+    import botocore
+    from airflow.providers.amazon import __version__ as amazon_version
+
     print(
-        f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+        f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, Airflow "
+        f"{airflow.__version__}, Amazon provider {amazon_version}, botocore {botocore.__version__}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}; load average (1, 5, 15 min) at the end: "
+        + " ".join(f"{load:.1f}" for load in os.getloadavg())
     )
     print(
         f"# array ran {ended_at - submitted_at:.1f} s (submit to parent stoppedAt), status {parent['status']}"
     )
-    print("| watcher | DescribeJobs | other calls | noticed the end after |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| watcher | polls | DescribeJobs | DescribeJobs per poll | other calls | noticed the end after |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, result in results.items():
         calls = result["calls"]
         other = sum(count for operation, count in calls.items() if operation != "DescribeJobs")
-        print(f"| {name} | {calls['DescribeJobs']} | {other} | {result['noticed'] - ended_at:.2f} s |")
-    print(f"| per-child progress by describing every child, ONE poll | {naive['DescribeJobs']} | 0 | n/a |")
+        polls = sum(result["polls"].values()) if "polls" in result else None
+        per_poll = f"{calls['DescribeJobs'] / polls:.2f}" if polls else "n/a"
+        print(
+            f"| {name} | {polls if polls else 'n/a'} | {calls['DescribeJobs']} | {per_poll} | {other} "
+            f"| {result['noticed'] - ended_at:.2f} s |"
+        )
+    print(
+        f"| per-child progress by describing every child, ONE poll | 1 | {naive['DescribeJobs']} "
+        f"| {naive['DescribeJobs']} | 0 | n/a |"
+    )
     return 0
 
 
