@@ -8,7 +8,8 @@ first poll is immediate, and the delay before each next one grows with how long 
 watching: :data:`WATCH_FRACTION` of the time watched so far, at least :data:`MIN_POLL_SECONDS`,
 never more than ``poll_interval``. A job that ends ``t`` seconds after its watcher started is seen
 within ``max(MIN_POLL_SECONDS, WATCH_FRACTION * t)`` (and within ``poll_interval`` always); a long
-job costs about a dozen extra calls in its first ``2 * poll_interval`` seconds, then one per interval.
+job costs about two dozen extra calls (14 in the first 10 s) before the pauses reach ``poll_interval``,
+then one per interval.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import random
 #: The shortest pause between two polls of one job, in seconds. Short enough that a watcher of a
 #: job that is about to end notices within a fraction of a second; long enough that many watchers
 #: starting together stay well below the DescribeJobs rate AWS allows.
-MIN_POLL_SECONDS = 0.5
+MIN_POLL_SECONDS = 0.25
 #: The pause before the next poll, as a share of the time the task has watched so far.
-WATCH_FRACTION = 0.5
+WATCH_FRACTION = 0.3
 #: Polls are spread over the last part of each pause (``[1 - JITTER, 1]`` of it), so that many
 #: watchers started together do not poll in step; the upper bound keeps every promise above.
 JITTER = 0.2

@@ -96,7 +96,7 @@ class BatchFanoutOperator(ResumableJobMixin, BatchOperator):
         at ``<results_uri>/<dag_id>/<run_id>/``.
     :param aws_conn_id: the Airflow AWS connection, ``aws_default`` by default (as the Amazon provider).
     :param poll_interval: the longest pause between two polls, synchronous and deferred: a finished job
-        is noticed within one interval, and sooner while the task has watched it for less than two
+        is noticed within one interval, and sooner while the task has watched it for less than a few
         (:func:`batch_fanout.polling.next_poll_delay`).
     """
 

@@ -51,7 +51,7 @@ class BatchFanoutSensor(AwsBaseSensor[BatchFanoutClientHook]):
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
     :param poke_interval: the longest pause between polls, also when deferred. In ``poke`` mode and
         deferred, the first poll is immediate and the next ones come sooner while the sensor has
-        watched for less than two intervals (:func:`batch_fanout.polling.next_poll_delay`);
+        watched for less than a few intervals (:func:`batch_fanout.polling.next_poll_delay`);
         ``reschedule`` mode waits ``poke_interval`` between tries, as Airflow's sensors do.
     :param aws_conn_id: the Airflow AWS connection, ``aws_default`` by default (as the Amazon provider).
     """

@@ -33,7 +33,7 @@ class BatchFanoutTrigger(BaseTrigger):
     :param verify: SSL verification, as for the Amazon provider's hooks.
     :param botocore_config: botocore client configuration.
     :param poll_interval: the longest pause between polls; a finished job is seen within one
-        interval, and sooner while the trigger has watched it for less than two.
+        interval, and sooner while the trigger has watched it for less than a few.
     :param tolerated_failures: failed children that do not fail the task.
     :param fail_fast: terminate the job as soon as more than ``tolerated_failures`` children failed.
     :param terminate_on_kill: terminate the job when a user kills the deferred task.

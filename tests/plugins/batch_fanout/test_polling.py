@@ -23,11 +23,11 @@ def test_no_pause_is_longer_than_the_poll_interval_and_they_grow_to_it(poll_inte
     assert max(pauses) == pytest.approx(poll_interval)
     assert pauses == sorted(pauses)
     assert pauses[0] == min(poll_interval, MIN_POLL_SECONDS)
-    # After two intervals of watching, the watcher polls once per interval, as with a fixed interval.
+    # After poll_interval / WATCH_FRACTION of watching, it polls once per interval, as a fixed interval.
     assert all(
         pause == pytest.approx(poll_interval)
         for pause, at in zip(pauses, times[:-1], strict=True)
-        if at >= 2 * poll_interval
+        if at >= poll_interval / WATCH_FRACTION
     )
 
 
@@ -40,9 +40,9 @@ def test_an_end_is_noticed_within_a_share_of_the_time_watched(ends_at: float) ->
 
 
 def test_a_long_job_costs_a_few_polls_more_than_a_fixed_interval() -> None:
-    # An hour of watching with a 30 s interval: 120 polls at a fixed interval, a dozen more here.
+    # An hour of watching with a 30 s interval: 120 polls at a fixed interval, two dozen more here.
     polls = len(poll_times(30.0, 3600.0))
-    assert 120 < polls <= 120 + 12
+    assert 120 < polls <= 120 + 24
 
 
 def test_jitter_only_shortens_a_pause() -> None:
