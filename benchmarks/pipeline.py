@@ -559,9 +559,12 @@ def print_targets(results: dict[tuple[str, str], list[RunFigures]], poll_seconds
         if not runs:
             continue
         overhead = statistics.median(run.overhead for run in runs)
+        loads = sorted(run.load for run in runs)
+        now = os.getloadavg()
         print(
             f"TARGET airflow dags test {dag_name} {mode}: wall - critical path = {overhead:.1f} s "
-            f"(target <= {TARGET_SECONDS:g} s + poll {poll_seconds:g} s)"
+            f"(target <= {TARGET_SECONDS:g} s + poll {poll_seconds:g} s) "
+            f"(load {now[0]:.2f}/{now[1]:.2f}; {len(runs)} runs at load {loads[0]:.1f}-{loads[-1]:.1f})"
         )
 
 
