@@ -20,15 +20,19 @@ import re
 import secrets
 import stat
 import string
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
 
+from batch_fanout.local import DEFAULT_REGION
 from batch_fanout.local.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -382,3 +386,35 @@ def signed_headers(
     request = botocore.awsrequest.AWSRequest(method=method, url=url, data=body, headers=headers or {})
     botocore.auth.SigV4Auth(credentials.botocore(), service, region).add_auth(request)
     return {name: str(value) for name, value in request.headers.items()}
+
+
+def call_local(
+    url: str, credentials: LocalCredentials, method: str, path: str, document: Any, *, timeout: float
+) -> dict[str, Any]:
+    """A signed call to one of the endpoint's ``/_local/`` routes; its JSON answer.
+
+    :param url: the endpoint's URL
+    :param credentials: the endpoint's credentials
+    :param method: the HTTP method
+    :param path: the route, e.g. ``/_local/faults``
+    :param document: the JSON body, or ``None`` for none
+    :param timeout: seconds to wait for the answer
+    :raises RuntimeError: with the endpoint's message when it refuses the call
+    """
+    local_url = f"{url}{path}"
+    body = b"" if document is None else json.dumps(document).encode()
+    headers = signed_headers(
+        method,
+        local_url,
+        credentials=credentials,
+        region=DEFAULT_REGION,
+        body=body,
+        headers={"Content-Type": "application/json"},
+    )
+    request = urllib.request.Request(local_url, data=body or None, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(json.loads(error.read() or b"{}").get("message", str(error))) from error
+    return answer

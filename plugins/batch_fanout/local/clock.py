@@ -9,14 +9,10 @@ decisions that wait on time read this one. It never goes back.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
-from batch_fanout.local import DEFAULT_REGION
-from batch_fanout.local.auth import LocalCredentials, signed_headers
+from batch_fanout.local.auth import LocalCredentials, call_local
 from batch_fanout.local.errors import ApiError
 from batch_fanout.local.store import Store
 
@@ -68,21 +64,7 @@ def exchange_clock(
 
     :raises RuntimeError: with the endpoint's message when it refuses the request
     """
-    clock_url = f"{url}{CLOCK_PATH}"
-    body = b"" if advance_seconds is None else json.dumps({"advanceSeconds": advance_seconds}).encode()
+    document = None if advance_seconds is None else {"advanceSeconds": advance_seconds}
     method = "GET" if advance_seconds is None else "PUT"
-    headers = signed_headers(
-        method,
-        clock_url,
-        credentials=credentials,
-        region=DEFAULT_REGION,
-        body=body,
-        headers={"Content-Type": "application/json"},
-    )
-    request = urllib.request.Request(clock_url, data=body or None, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer: dict[str, int] = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(json.loads(error.read() or b"{}").get("message", str(error))) from error
+    answer: dict[str, int] = call_local(url, credentials, method, CLOCK_PATH, document, timeout=timeout)
     return answer

@@ -415,14 +415,21 @@ class Engine:
         job = self.multinode.owner(job)
         for target in self.multinode.expand(self.scheduler.terminate(job, reason)):
             attempt = self._attempts.get(target.job_id)
-            if attempt is None or attempt.stop_cause is not None:
-                continue
-            attempt.stop_cause, attempt.stop_reason = "terminate", reason
-            if target.current is not None:
-                target.current.update(stopCause="terminate", stopReason=reason)
-            if attempt.handle is not None:
-                self.supervision.stop(attempt.handle)
+            if attempt is not None:
+                self.stop_attempt(attempt, "terminate", reason)
         self.wake()
+
+    def stop_attempt(self, attempt: Attempt, cause: str, reason: str) -> bool:
+        """Stop a running attempt for ``cause`` (``terminate``, ``reclaim``), recording why before its
+        supervisor is told; False when it is already being stopped. Call under ``lock``."""
+        if attempt.stop_cause is not None:
+            return False  # already being stopped (terminated, the endpoint stopping, reclaimed)
+        attempt.stop_cause, attempt.stop_reason = cause, reason
+        if attempt.job.current is not None:
+            attempt.job.current.update(stopCause=cause, stopReason=reason)
+        if attempt.handle is not None:  # else the supervisor is stopped as soon as it is adopted
+            self.supervision.stop(attempt.handle)
+        return True
 
     def reclaim(self, job: Job) -> list[Job]:
         """Reclaim the running attempts of ``job`` (of every child of an array) as Spot reclaims an
@@ -444,17 +451,9 @@ class Engine:
     def _reclaim(self, attempts: list[Attempt]) -> list[Job]:
         reclaimed: list[Job] = []
         for attempt in attempts:
-            if attempt.stop_cause is not None:
-                continue  # already being stopped (terminated, the endpoint stopping, reclaimed)
-            target = attempt.job
-            reason = reclaim_reason(attempt.attempt_id)
-            attempt.stop_cause, attempt.stop_reason = "reclaim", reason
-            if target.current is not None:
-                target.current.update(stopCause="reclaim", stopReason=reason)
-            self.scheduler.mark(target)
-            if attempt.handle is not None:  # else the supervisor is stopped as soon as it is adopted
-                self.supervision.stop(attempt.handle)
-            reclaimed.append(target)
+            if self.stop_attempt(attempt, "reclaim", reclaim_reason(attempt.attempt_id)):
+                self.scheduler.mark(attempt.job)
+                reclaimed.append(attempt.job)
         # Written before the call answers, so a reclaim the caller saw holds across a kill -9.
         self.scheduler.flush()
         self.wake()

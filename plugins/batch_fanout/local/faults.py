@@ -39,12 +39,9 @@ import json
 import logging
 import random
 import threading
-import urllib.error
-import urllib.request
 from typing import Any
 
-from batch_fanout.local import DEFAULT_REGION
-from batch_fanout.local.auth import LocalCredentials, signed_headers
+from batch_fanout.local.auth import LocalCredentials, call_local
 from batch_fanout.local.errors import ApiError
 from batch_fanout.local.jobs import Job
 from batch_fanout.local.protocol import service_model
@@ -224,32 +221,6 @@ def reclaim_request(document: Any) -> tuple[list[str], list[str]]:
     return lists[0], lists[1]
 
 
-def _call_local(
-    url: str, credentials: LocalCredentials, method: str, path: str, document: Any, *, timeout: float
-) -> dict[str, Any]:
-    """A signed call to one of the endpoint's ``/_local/`` routes; its JSON answer.
-
-    :raises RuntimeError: with the endpoint's message when it refuses the call
-    """
-    local_url = f"{url}{path}"
-    body = b"" if document is None else json.dumps(document).encode()
-    headers = signed_headers(
-        method,
-        local_url,
-        credentials=credentials,
-        region=DEFAULT_REGION,
-        body=body,
-        headers={"Content-Type": "application/json"},
-    )
-    request = urllib.request.Request(local_url, data=body or None, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer: dict[str, Any] = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(json.loads(error.read() or b"{}").get("message", str(error))) from error
-    return answer
-
-
 def exchange_faults(
     url: str, credentials: LocalCredentials, document: dict[str, Any] | None = None, timeout: float = 10.0
 ) -> dict[str, Any]:
@@ -258,7 +229,7 @@ def exchange_faults(
     :raises RuntimeError: with the endpoint's message when it refuses the document
     """
     method = "GET" if document is None else "PUT"
-    return _call_local(url, credentials, method, FAULTS_PATH, document, timeout=timeout)
+    return call_local(url, credentials, method, FAULTS_PATH, document, timeout=timeout)
 
 
 def reclaim_jobs(
@@ -276,5 +247,5 @@ def reclaim_jobs(
         environment, nothing running)
     """
     document = {"jobs": job_ids, "computeEnvironments": compute_environments or []}
-    answer = _call_local(url, credentials, "POST", RECLAIM_PATH, document, timeout=timeout)
+    answer = call_local(url, credentials, "POST", RECLAIM_PATH, document, timeout=timeout)
     return list(answer["reclaimed"])

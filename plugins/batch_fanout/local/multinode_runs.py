@@ -206,13 +206,8 @@ class MultiNodeRuns:
 
     def _stop(self, node: Job) -> None:
         attempt = self.engine._attempts.get(node.job_id)
-        if attempt is None or attempt.stop_cause is not None:
-            return
-        attempt.stop_cause, attempt.stop_reason = "terminate", MAIN_EXITED_REASON
-        if node.current is not None:
-            node.current.update(stopCause="terminate", stopReason=MAIN_EXITED_REASON)
-        if attempt.handle is not None:
-            self.engine.supervision.stop(attempt.handle)
+        if attempt is not None:
+            self.engine.stop_attempt(attempt, "terminate", MAIN_EXITED_REASON)
 
     # ---- after a restart -------------------------------------------------------------------
 
