@@ -79,9 +79,19 @@ def test_dockerfile_follows_the_rules(folder: str) -> None:
     steps = instructions(dockerfile)
     kinds = [kind for kind, _ in steps]
 
-    froms = [arguments for kind, arguments in steps if kind == "FROM"]
-    assert len(froms) == 1, "one stage"
-    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", froms[0]), froms[0]
+    froms = [arguments.split() for kind, arguments in steps if kind == "FROM"]
+    base = froms[0][0]
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base), base
+    # Build stages start from earlier stages only: one base image, which an offline stand-in replaces.
+    stages = [words[2] for words in froms if len(words) == 3 and words[1].upper() == "AS"]
+    for position, words in enumerate(froms[1:], start=1):
+        assert words[0] in stages[:position], (
+            f"stage {position} is built FROM {words[0]}, not an earlier stage"
+        )
+    # The job's own stage (the last) installs no compiler: a build stage builds, the job gets the result.
+    last_from = max(index for index, (kind, _) in enumerate(steps) if kind == "FROM")
+    job_runs = " ".join(arguments for kind, arguments in steps[last_from:] if kind == "RUN")
+    assert not re.search(r"\b(gcc|g\+\+|clang|build-essential|python3-dev)\b", job_runs), job_runs
 
     users = [arguments for kind, arguments in steps if kind == "USER"]
     assert users and users[-1] not in ("root", "0", "0:0"), "the job runs as a non-root user"

@@ -98,6 +98,69 @@ def test_the_numba_cache_of_the_build_is_a_hit_in_the_job(podman: Any, name: str
         assert misses == 0, f"{function} recompiled in the job: its cache was keyed to another CPU"
 
 
+def started_event(stderr: str) -> dict[str, Any]:
+    """The child's ``started`` log line (JSON on stderr)."""
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    [started] = [event for event in events if event.get("event") == "started"]
+    return started
+
+
+@pytest.fixture
+def planned_grid_run(run_job: Any, run_store: Any, leader_command: Any, batch_env: Any) -> Any:
+    """A run planned by the process runtime's leader, with a contraction hierarchy to sweep."""
+    uri, prefix, folder = run_store
+    command = leader_command(workloads="shortest_path", grid="40x40", seed="3", shards="1", origins="all")
+    leader = run_job("leader", command, batch_env(uri, prefix), timeout=120)
+    assert leader.returncode == 0, leader.stderr
+    assert json.loads((folder / "manifest.json").read_text())["graph"]["hierarchy"], "a hierarchy to sweep"
+    return uri, prefix, folder
+
+
+def test_a_shortest_path_child_in_the_image_runs_the_compiled_sweep_and_answers_as_the_process_does(
+    podman: Any, planned_grid_run: Any, run_job: Any, batch_env: Any, tmp_path: Path
+) -> None:
+    """The PHAST sweep built in the image's build stage loads in the job's interpreter (its ABI, its
+    import path) without numba, and gives the process runtime's answer on a graph with a hierarchy."""
+    uri, prefix, folder = planned_grid_run
+    # The image's child gets its own copy of the planned run, writable by the image's user.
+    mounted = tmp_path / "image-results"
+    shutil.copytree(folder, mounted / prefix)
+    for path in [mounted, *mounted.rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o666)
+
+    process = run_job("shortest_path", ["--paths-for", "none"], batch_env(uri, prefix, array_index=0))
+    assert process.returncode == 0, process.stderr
+    environment = batch_env("file:///results", prefix, array_index=0, path="")
+    options = [f"--env={name}={value}" for name, value in environment.items() if name not in ("PATH", "HOME")]
+    # The image's CMD is the job definition's command (test_dockerfiles checks that they agree).
+    image = subprocess.run(
+        podman.command(
+            "run",
+            "--rm",
+            "--pull=never",
+            *podman.limit_args,
+            *options,
+            "-v",
+            f"{mounted}:/results",
+            IMAGES["shortest_path"],
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert image.returncode == 0, image.stderr
+    assert started_event(image.stderr)["kernels"] == "phast compiled"
+
+    def answer(root: Path) -> dict[str, Any]:
+        output = json.loads((root / "shortest_paths" / "0.json").read_text())
+        output.pop("runtime")  # when, how long, which job: not the answer
+        return output
+
+    in_image = answer(mounted / prefix)
+    assert in_image["engine"] == "phast" and len(in_image["origins"]) == 1600
+    assert in_image == answer(folder)
+
+
 def test_leader_and_follower_images_run_the_stress_ng_their_dockerfiles_check(podman: Any) -> None:
     dockerfile = (REPO / "include" / "containers" / "leader" / "Dockerfile").read_text()
     [expected] = [

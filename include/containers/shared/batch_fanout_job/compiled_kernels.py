@@ -12,8 +12,10 @@ The module's name carries a digest of the kernel source and of the exported sign
 (:func:`module_name`), so an edited kernel never runs stale compiled code: the new name is simply
 not found, and the job falls back to numba's JIT (:func:`load`), which gives the same results.
 ``make setup`` builds it into the virtual environment (``python -m batch_fanout_job.compiled_kernels``;
-it needs a C compiler, and is skipped with a note without one). The job images do not have it: they
-run the JIT kernels from the numba cache they warm at build time.
+it needs a C compiler, and is skipped with a note without one). The shortest-path image builds it in a
+build stage of its Dockerfile (``--strict``: there a missing compiler fails the build) and its job stage
+gets only the module; the JIT kernels stay warm in its numba cache for Dijkstra and for
+``BATCH_FANOUT_KERNELS=jit``.
 
 Code generation is for a generic x86-64 CPU (``numba.pycc``'s default), so the module runs on any
 host of the architecture; measured interleaved on the 192x192 grid it was as fast as the JIT kernel
@@ -117,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write the module (default: this interpreter's site-packages)",
     )
     parser.add_argument("--force", action="store_true", help="rebuild even when it is up to date")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 1) when it cannot be built, rather than leave the jobs on the JIT (image builds)",
+    )
     args = parser.parse_args(argv)
     if not args.force and load() is not None:
         print(f"compiled kernels up to date: {module_name()}")
@@ -124,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         built = build(args.output_dir)
     except Exception as error:  # no compiler, no setuptools: the JIT still works
+        if args.strict:
+            print(f"compiled kernels not built: {error}", file=sys.stderr)
+            return 1
         print(f"compiled kernels not built ({error}); the jobs use numba's JIT kernels", file=sys.stderr)
         return 0
     print(f"compiled kernels: {built}")
