@@ -502,6 +502,63 @@ def child_runs(
     return runs
 
 
+def image_child_runs(image: str, grid: str, shards: int) -> tuple[dict[str, list[ChildRun]], list[float]]:
+    """As :func:`child_runs`, with the child in ``image`` (podman, as the local endpoint's podman runtime
+    runs it, the leader in the process runtime): its wall and CPU time are measured inside the container
+    by the same launcher, so they compare with the process runtime's; the wall of the whole
+    ``podman run`` (container set-up and removal included) is returned beside them."""
+    from batch_fanout.images.engine import ContainerEngine
+
+    engine = ContainerEngine.detect("podman")
+    runs: dict[str, list[ChildRun]] = {"auto": [], "jit": []}
+    podman_walls: list[float] = []
+    with tempfile.TemporaryDirectory() as store:
+        environ = {**os.environ, "RESULTS_URI": Path(store).as_uri(), "RUN_PREFIX": "bench/child"}
+        environ.pop("AWS_BATCH_JOB_ARRAY_INDEX", None)
+        command = ["--workloads", "shortest_path", "--graph", "generate", "--grid", grid, "--seed", "1"]
+        command += ["--origins", "all", "--shards", str(shards)]
+        leader_wall, leader_peak, _, _ = launch("leader", command, "leader", environ)
+        # The image's job user (not root) writes the child's output.
+        for path in [Path(store), *Path(store).rglob("*")]:
+            path.chmod(0o777 if path.is_dir() else 0o666)
+        for _ in range(CHILD_REPEATS):
+            for choice, choice_runs in runs.items():
+                load = load_average()
+                options = ["-v", f"{store}:/results", "--env=RESULTS_URI=file:///results"]
+                options += ["--env=RUN_PREFIX=bench/child", f"--env=BATCH_FANOUT_KERNELS={choice}"]
+                options += ["--env=AWS_BATCH_JOB_ARRAY_INDEX=0"] if shards > 1 else []
+                started = time.perf_counter()
+                completed = subprocess.run(
+                    engine.command(
+                        "run", "--rm", "--pull=never", *engine.limit_args, *options, image,
+                        "python", "-c", LAUNCHER, "-m", "shortest_path", "--paths-for", "none",
+                    ),
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                podman_walls.append(time.perf_counter() - started)
+                figures = json.loads(completed.stdout.strip().splitlines()[-1])
+                if figures["exit"] != 0:
+                    raise SystemExit(
+                        f"the child in {image} failed (exit {figures['exit']}): {completed.stderr}"
+                    )
+                loaded = next(
+                    str(json.loads(line).get("kernels", ""))
+                    for line in completed.stderr.splitlines()
+                    if line.startswith("{") and '"started"' in line
+                )
+                output = json.loads(
+                    (Path(store) / "bench" / "child" / "shortest_paths" / "0.json").read_text()
+                )
+                choice_runs.append(
+                    ChildRun(
+                        grid, shards, len(output["origins"]), output["engine"], loaded, float(figures["wall"]),
+                        float(output["runtime"]["seconds"]), int(figures["peak_kib"]), leader_wall, leader_peak,
+                        load, float(figures["cpu"]),
+                    )
+                )  # fmt: skip
+    return runs, podman_walls
+
+
 # A fresh interpreter timing each part of a child's start-up, in the order the child meets them.
 BREAKDOWN = """
 import json, sys, time
@@ -563,7 +620,7 @@ def write_section(results_file: Path, text: str) -> None:
     results_file.write_text(current)
 
 
-def startup_section() -> tuple[str, float, float]:
+def startup_section(image: str | None = None) -> tuple[str, float, float]:
     """The start-up part of the section: what a child's start-up is made of, real leader + child runs
     at the DAGs' default shard sizes (compiled and JIT sweeps interleaved) and two on the big grid;
     and the start-up share at the DAGs' default shard size (the worst of the DAGs) with its load average."""
@@ -604,6 +661,18 @@ def startup_section() -> tuple[str, float, float]:
         shares.append((chosen.share, chosen.load))
     for runs in big:
         lines.append(row("big grid", runs))
+    image_note = ""
+    if image:
+        for shape, dag_ids in shapes.items():
+            names = " and ".join(f"`{dag_id}`" for dag_id in dag_ids)
+            in_image, podman_walls = image_child_runs(image, *shape)
+            lines.append(row(f"{names} default, in the image", in_image["auto"]))
+            lines.append(row(f"{names} default, in the image, JIT sweep", in_image["jit"]))
+            image_note += (
+                f" In `{image}` the child's wall is timed inside the container by the same launcher; the whole "
+                f"`podman run` of {shape[0]}, {shape[1]} shards took {statistics.median(podman_walls):.2f} s "
+                f"(median; {min(podman_walls):.2f}-{max(podman_walls):.2f} s), container set-up included."
+            )
     worst, worst_load = max(shares)
     parts = "\n".join(f"| {name} | {seconds:.3f} s |" for name, seconds in breakdown)
     text = f"""Start-up of a fresh job process (import + every numba kernel the job uses, JIT): {{cold}}.
@@ -637,7 +706,8 @@ any Python start-up (numpy's import alone: the table above), so that DAG's defau
 Real leader + shortest-path child (shard 0), as the local endpoint runs them, {CHILD_REPEATS} runs each
 (compiled and JIT sweeps in turn, the leader once); start-up share = (wall - the work time the child
 reports) / wall, the run of median share shown, the range beside it; CPU time is the child's user +
-system time, start-up included:
+system time, start-up included.{image_note}
+
 
 {chr(10).join(lines)}
 
@@ -658,12 +728,17 @@ def main() -> int:
     parser.add_argument(
         "--startup-only", action="store_true", help="only the start-up figures (not written to RESULTS.md)"
     )
+    parser.add_argument(
+        "--image",
+        help="also run the child in this built shortest-path image (podman), e.g. "
+        "local/batch-fanout/shortest_path:latest",
+    )
     args = parser.parse_args()
     if args.startup_only:
         if args.results:
             raise SystemExit("--startup-only prints part of the section: it cannot write --results")
         cold, warm = cold_start()
-        startup, worst, load = startup_section()
+        startup, worst, load = startup_section(args.image)
         print(startup.replace("{cold}", f"{cold:.2f} s with an empty cache, {warm:.2f} s warm"))
         print(target_line(worst, load))
         return 0
@@ -687,7 +762,7 @@ def main() -> int:
         "rome99 (DIMACS, Rome road network)", road, binary,
         sources_count=min(args.sources * 4, road.node_count), repeats=args.repeats, seed=args.seed,
     )  # fmt: skip
-    startup, worst, load = startup_section()
+    startup, worst, load = startup_section(args.image)
     phast_ratio = statistics.median(grid_figures.ratios["phast"])
     kernel_ratio = statistics.median(grid_figures.ratios["kernel"])
     dense_gb = grid.node_count**2 * 8 / 1e9
