@@ -17,8 +17,9 @@ hierarchy's build time and size and the number of origins that repays the build,
 a fresh job, what a child's start-up is made of (a fresh interpreter timing each import and the kernel
 load), and real leader + shortest-path child runs at the DAGs' default shard sizes (read from the DAG
 files), with the PHAST sweep compiled ahead of time (the local endpoint's process runtime after ``make
-setup``) and with numba's JIT (the images), interleaved: their start-up share of the wall time, the
-target's row, and their peak memory. Its last line is the start-up share at the DAGs' default shard
+setup``, and the shortest-path image with ``--image``) and with numba's JIT
+(``BATCH_FANOUT_KERNELS=jit``), interleaved: their start-up share of the wall time, the target's row,
+and their peak memory. Its last line is the start-up share at the DAGs' default shard
 size against its target (``TARGET ...``), for ``make bench``'s summary. Figures are printed as Markdown; ``--results
 benchmarks/RESULTS.md`` also writes them into that file's ``## Shortest paths`` section.
 
@@ -232,7 +233,7 @@ def measure_graph(
                 phast_engine(ch.Phast(hierarchy)),
             ),
             "phast_jit": Engine(
-                f"PHAST, {ch.SWEEP_WIDTH} origins per sweep, numba's JIT sweep (the images)",
+                f"PHAST, {ch.SWEEP_WIDTH} origins per sweep, numba's JIT sweep (BATCH_FANOUT_KERNELS=jit)",
                 phast_engine(ch.Phast(hierarchy, kernels="jit")),
             ),
             "phast1": Engine("PHAST, 1 origin per sweep", phast_engine(ch.Phast(hierarchy, width=1))),
@@ -656,7 +657,9 @@ def startup_section(image: str | None = None) -> tuple[str, float, float]:
     for shape, dag_ids in shapes.items():
         names = " and ".join(f"`{dag_id}`" for dag_id in dag_ids)
         lines.append(row(f"{names} default", default_runs[shape]["auto"]))
-        lines.append(row(f"{names} default, JIT sweep (as in the images)", default_runs[shape]["jit"]))
+        lines.append(
+            row(f"{names} default, JIT sweep (BATCH_FANOUT_KERNELS=jit)", default_runs[shape]["jit"])
+        )
         chosen = median_run(default_runs[shape]["auto"])
         shares.append((chosen.share, chosen.load))
     for runs in big:
@@ -695,7 +698,7 @@ time is in the table below (on this shared machine a child's wall time varies wi
 far more than with its kernels). A numpy PHAST over rank-ordered levels (every level one vectorised
 gather/reduce, 64 origins a sweep) was exact but 4-6x slower per origin than the kernel on the 64x64
 and 192x192 grids, more than the start-up it saves on a shard of 1,000 origins, so it was not kept.
-The JIT stays where no compiler is (the images, which warm numba's cache at build time). A warm
+The shortest-path image compiles the same sweep in a build stage (`--image` runs its child too). A warm
 interpreter kept by the local endpoint (numba loaded once, each job forked from it) would have saved
 more, but only locally, and each attempt would no longer be a fresh process with its own environment,
 working folder and interpreter state, as a container is; the compiled sweep keeps that contract. The work of
