@@ -201,3 +201,28 @@ def test_the_child_marks_unreachable_as_the_dijkstra_kernel_does() -> None:
     import sssp_kernel
 
     assert shortest_path.UNREACHABLE == sssp_kernel.UNREACHABLE
+
+
+def test_strict_build_fails_without_a_compiler(tmp_path: Path) -> None:
+    """An image build asks for ``--strict``: no C compiler on the PATH fails it (exit 1), saying why,
+    rather than leaving the image's children on the JIT."""
+    empty = tmp_path / "no-compiler"
+    empty.mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batch_fanout_job.compiled_kernels",
+            "--output-dir",
+            str(tmp_path),
+            "--strict",
+            "--force",
+        ],
+        env={"PATH": str(empty), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "compiled kernels not built: " in done.stderr
+    assert not list(tmp_path.glob(f"{compiled_kernels.PREFIX}*"))
