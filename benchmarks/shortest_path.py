@@ -673,16 +673,16 @@ def startup_section(image: str | None = None) -> tuple[str, float, float, tuple[
     if image:
         for shape, dag_ids in shapes.items():
             names = " and ".join(f"`{dag_id}`" for dag_id in dag_ids)
-            in_image, podman_walls = image_child_runs(image, *shape)
-            lines.append(row(f"{names} default, in the image", in_image["auto"]))
-            lines.append(row(f"{names} default, in the image, JIT sweep", in_image["jit"]))
+            image_runs, podman_walls = image_child_runs(image, *shape)
+            lines.append(row(f"{names} default, in the image", image_runs["auto"]))
+            lines.append(row(f"{names} default, in the image, JIT sweep", image_runs["jit"]))
             image_note += (
                 f" In `{image}` the child's wall is timed inside the container by the same launcher; the whole "
                 f"`podman run` of {shape[0]}, {shape[1]} shards, compiled sweep, took "
                 f"{statistics.median(podman_walls['auto']):.2f} s (median; {min(podman_walls['auto']):.2f}-"
                 f"{max(podman_walls['auto']):.2f} s), container set-up and removal included."
             )
-            chosen = median_run(in_image["auto"])
+            chosen = median_run(image_runs["auto"])
             image_shares.append((chosen.share, chosen.load))
     worst, worst_load = max(shares)
     in_image = max(image_shares) if image_shares else None
