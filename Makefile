@@ -73,7 +73,12 @@ $(KERNELS): $(INSTALLED) $(KERNEL_SOURCES)
 	$(VENV)/bin/python -m batch_fanout_job.compiled_kernels
 	@touch $@
 
+# The project's own modules (the provider, editable, and the DAG folder) compiled to bytecode too, as
+# uv compiles the installed packages: every Airflow process imports them, and a shell with
+# PYTHONDONTWRITEBYTECODE set would otherwise compile them again in each one. Only changed files are
+# recompiled.
 setup: $(INSTALLED) system-packages $(KERNELS)
+	@$(VENV)/bin/python -m compileall -q -j 0 plugins dags
 
 # What the container runtime and the image builds need: podman with runc (crun refuses the hybrid
 # cgroups of some VMs), mmdebstrap for offline base images, setfacl to let an image's user write the

@@ -60,12 +60,15 @@ import json
 import os
 import platform
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +109,14 @@ JOB_TASKS = {
     },
 }
 RUN_TIMEOUT_SECONDS = 900
+# The two ways a run is measured: the command as a user types it, in a fresh process (start-up, DAG
+# folder parse and serialization included), and DAGNode.test() in this process (the run alone).
+CLI = "cli"
+IN_PROCESS = "in_process"
+WAYS = (CLI, IN_PROCESS)
+WAY_LABELS = {CLI: "CLI", IN_PROCESS: "dag.test()"}
+# A reader of a run's XCom return values, by task id.
+XComReader = Callable[[str], Any]
 
 COLD_PARSE = """
 import json, sys, time, importlib.util
@@ -173,6 +184,7 @@ class Job:
 class RunFigures:
     dag: str
     mode: str
+    way: str
     wall: float
     job_sum: float
     critical_path: float
@@ -307,15 +319,13 @@ def describe(batch: Any, job_ids: list[str]) -> dict[str, dict[str, Any]]:
     return described
 
 
-def collect_jobs(batch: Any, dag_run: Any, mode: str) -> list[Job]:
+def collect_jobs(batch: Any, xcom: XComReader, mode: str) -> list[Job]:
     """Every job the run's mode ran, with the dependencies the mode gives it."""
     stage_ids = {}
     for stage, task_id in JOB_TASKS[mode].items():
-        job_id = read_xcom(dag_run, task_id)
+        job_id = xcom(task_id)
         if not isinstance(job_id, str):
-            raise RuntimeError(
-                f"task {task_id} of run {dag_run.run_id} left no job id in XCom (got {job_id!r})"
-            )
+            raise RuntimeError(f"task {task_id} left no job id in XCom (got {job_id!r})")
         stage_ids[stage] = job_id
     parents = describe(batch, list(stage_ids.values()))
 
@@ -351,17 +361,15 @@ def collect_jobs(batch: Any, dag_run: Any, mode: str) -> list[Job]:
     return jobs
 
 
-def collect_graph_jobs(batch: Any, dag_run: Any, mode: str) -> list[Job]:
+def collect_graph_jobs(batch: Any, xcom: XComReader, mode: str) -> list[Job]:
     """The six steps of a ``job_dependency_graph`` run, with the dependencies the mode gives them:
     the graph all at once, one step after another (in the DAG's order) stage by stage."""
     prefix = "submit" if mode == ALL_AT_ONCE else "run"
     ids = {}
     for name in STEPS:
-        job_id = read_xcom(dag_run, f"{prefix}_{name}")
+        job_id = xcom(f"{prefix}_{name}")
         if not isinstance(job_id, str):
-            raise RuntimeError(
-                f"task {prefix}_{name} of run {dag_run.run_id} left no job id (got {job_id!r})"
-            )
+            raise RuntimeError(f"task {prefix}_{name} left no job id (got {job_id!r})")
         ids[name] = job_id
     described = describe(batch, list(ids.values()))
     names = list(STEPS)
@@ -413,7 +421,7 @@ def busy_seconds(jobs: list[Job]) -> float:
 
 
 def figures_of(
-    dag: str, mode: str, jobs: list[Job], *, started: float, ended: float, vcpus: int
+    dag: str, mode: str, jobs: list[Job], *, started: float, ended: float, vcpus: int, way: str
 ) -> RunFigures:
     by_key = {job.key: job for job in jobs}
     stops = sorted(job.stopped for job in jobs)
@@ -432,6 +440,7 @@ def figures_of(
     return RunFigures(
         dag=dag,
         mode=mode,
+        way=way,
         wall=ended - started,
         job_sum=job_sum,
         critical_path=path,
@@ -486,89 +495,221 @@ def run_once(
         failed = [ti.task_id for ti in dag_run.get_task_instances() if ti.state not in ("success", "skipped")]
         raise RuntimeError(f"run {dag_run.run_id} ({dag.dag_id}) ended {dag_run.state}; tasks: {failed}")
     collect = collect_jobs if dag_name == PIPELINE else collect_graph_jobs
-    jobs = collect(batch, dag_run, mode)
-    return figures_of(dag_name, mode, jobs, started=started, ended=ended, vcpus=vcpus)
+    jobs = collect(batch, lambda task_id: read_xcom(dag_run, task_id), mode)
+    return figures_of(dag_name, mode, jobs, started=started, ended=ended, vcpus=vcpus, way=IN_PROCESS)
+
+
+@dataclass
+class CliSetup:
+    """How the ``airflow dags test`` command runs: the command, its environment (the project's
+    Airflow home, as ``make`` sets it up, with the endpoint's connection) and its metadata database."""
+
+    command: list[str]
+    env: dict[str, str]
+    database: Path
+    logs: Path
+
+
+def cli_setup(user_env: dict[str, str], airflow_home: Path, endpoint: Any, work: Path) -> CliSetup:
+    """The command's set-up: the user's environment as ``make`` and ``local-env.sh`` extend it, and
+    what the run needs (the endpoint's connection, the results folder, AWS settings for no real AWS).
+
+    :param user_env: the environment this script started with, before it isolated its own Airflow
+    :param airflow_home: the project's Airflow home (``make airflow-db`` creates it)
+    :param endpoint: the running local endpoint
+    :param work: the script's scratch folder (the commands' output goes to ``work/cli-logs``)
+    """
+    if not (airflow_home / "airflow.cfg").is_file():
+        raise RuntimeError(
+            f"--airflow-home {airflow_home} has no airflow.cfg: run `make airflow-db` first (make bench does)"
+        )
+    executable = Path(sys.executable).parent / "airflow"
+    command = [str(executable)] if executable.is_file() else [sys.executable, "-m", "airflow"]
+    env = {
+        key: value
+        for key, value in user_env.items()
+        if not key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "AWS_"))
+    }
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(endpoint.connection()),
+            "AIRFLOW_VAR_BATCH_FANOUT_RESULTS_URI": os.environ["AIRFLOW_VAR_BATCH_FANOUT_RESULTS_URI"],
+            "AIRFLOW_VAR_BATCH_FANOUT_IMAGE_REGISTRY": "local",
+            "AIRFLOW_VAR_BATCH_FANOUT_IMAGE_TAG": "latest",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
+    completed = subprocess.run(
+        [*command, "config", "get-value", "database", "sql_alchemy_conn"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    uri = completed.stdout.strip().splitlines()[-1] if completed.stdout.strip() else ""
+    if completed.returncode != 0 or not uri.startswith("sqlite:///"):
+        raise RuntimeError(
+            f"the Airflow home {airflow_home} must use a SQLite database (sql_alchemy_conn {uri!r}, "
+            f"exit {completed.returncode}): {completed.stderr[-1000:]}"
+        )
+    database = Path(uri.removeprefix("sqlite:///"))
+    if not database.is_file():
+        raise RuntimeError(f"{database} does not exist: run `make airflow-db` first")
+    logs = work / "cli-logs"
+    logs.mkdir(exist_ok=True)
+    return CliSetup(command, env, database, logs)
+
+
+def sqlite_xcom_reader(database: Path, dag_id: str, not_before: float) -> XComReader:
+    """The XCom return values of the latest run of ``dag_id`` in the command's database, which must
+    have started after ``not_before`` (epoch seconds): the run the command just made."""
+    with sqlite3.connect(database) as connection:
+        row = connection.execute(
+            "SELECT id, run_id, start_date FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+        ).fetchone()
+    if row is None:
+        raise RuntimeError(f"{database} holds no run of {dag_id}")
+    run_key, run_id, start_date = row
+    started = datetime.fromisoformat(start_date).replace(tzinfo=timezone.utc).timestamp()
+    if started < not_before:
+        raise RuntimeError(f"the latest run of {dag_id} in {database} ({run_id}) is older than the command")
+
+    def read(task_id: str) -> Any:
+        with sqlite3.connect(database) as connection:
+            value = connection.execute(
+                "SELECT value FROM xcom WHERE dag_run_id = ? AND task_id = ? AND map_index = -1 "
+                "AND key = 'return_value'",
+                (run_key, task_id),
+            ).fetchone()
+        return None if value is None or value[0] is None else json.loads(value[0])
+
+    return read
+
+
+def run_cli_once(
+    dag_name: str, dag_id: str, mode: str, *, conf: dict[str, Any], batch: Any, vcpus: int, setup: CliSetup
+) -> RunFigures:
+    """``airflow dags test <dag_id> -c <conf>`` in a fresh process, timed from its start to its exit."""
+    log = setup.logs / f"{dag_id}-{time.time_ns()}.log"
+    with log.open("w") as output:
+        started = time.time()
+        completed = subprocess.run(
+            [*setup.command, "dags", "test", dag_id, "-c", json.dumps(conf)],
+            env=setup.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=RUN_TIMEOUT_SECONDS,
+            cwd=REPO_ROOT,
+        )
+        ended = time.time()
+    if completed.returncode != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
+        raise RuntimeError(f"airflow dags test {dag_id} exited {completed.returncode}:\n{tail}")
+    collect = collect_jobs if dag_name == PIPELINE else collect_graph_jobs
+    jobs = collect(batch, sqlite_xcom_reader(setup.database, dag_id, started), mode)
+    return figures_of(dag_name, mode, jobs, started=started, ended=ended, vcpus=vcpus, way=CLI)
 
 
 def milliseconds(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f} / {max(values) * 1000:.0f}"
 
 
-def print_table(dag_name: str, results: dict[str, list[RunFigures]], poll_seconds: float) -> None:
-    modes = [mode for mode in MODES if results.get(mode)]
-    stages = list(results[modes[0]][0].stage_run_seconds)
+def print_table(dag_name: str, results: dict[tuple[str, str], list[RunFigures]], poll_seconds: float) -> None:
+    """The figures of one DAG, a column per (mode, way) that has runs."""
+    columns = [key for key in results if results[key]]
+    stages = list(results[columns[0]][0].stage_run_seconds)
 
-    def med(mode: str, name: str) -> float:
-        return float(statistics.median(getattr(run, name) for run in results[mode]))
+    def med(column: tuple[str, str], name: str) -> float:
+        return float(statistics.median(getattr(run, name) for run in results[column]))
 
     rows: list[tuple[str, Any]] = [
-        ("wall time of the DAG run", lambda m: f"{med(m, 'wall'):.1f} s"),
-        ("sum of job run times", lambda m: f"{med(m, 'job_sum'):.1f} s"),
-        ("critical path of job run times", lambda m: f"{med(m, 'critical_path'):.1f} s"),
-        ("capacity bound max(path, sum/vCPUs)", lambda m: f"{med(m, 'capacity_bound'):.1f} s"),
-        ("Airflow overhead: wall - critical path", lambda m: f"{med(m, 'overhead'):.1f} s"),
-        ("  as a share of wall", lambda m: f"{med(m, 'overhead') / med(m, 'wall'):.0%}"),
-        ("  in poll intervals", lambda m: f"{med(m, 'overhead') / poll_seconds:.1f}"),
-        ("wall - capacity bound", lambda m: f"{med(m, 'overhead_over_bound'):.1f} s"),
-        ("  before the first job starts", lambda m: f"{med(m, 'before_first_job'):.1f} s"),
-        ("  Batch idle between first start and last end", lambda m: f"{med(m, 'batch_idle'):.1f} s"),
-        ("  after the last job ends", lambda m: f"{med(m, 'after_last_job'):.1f} s"),
+        ("wall time (CLI: process start to exit)", lambda c: f"{med(c, 'wall'):.1f} s"),
+        ("sum of job run times", lambda c: f"{med(c, 'job_sum'):.1f} s"),
+        ("critical path of job run times", lambda c: f"{med(c, 'critical_path'):.1f} s"),
+        ("capacity bound max(path, sum/vCPUs)", lambda c: f"{med(c, 'capacity_bound'):.1f} s"),
+        ("Airflow overhead: wall - critical path", lambda c: f"{med(c, 'overhead'):.1f} s"),
+        (
+            "  range over the runs",
+            lambda c: "-".join(f"{f(run.overhead for run in results[c]):.1f}" for f in (min, max)) + " s",
+        ),
+        ("  as a share of wall", lambda c: f"{med(c, 'overhead') / med(c, 'wall'):.0%}"),
+        ("  in poll intervals", lambda c: f"{med(c, 'overhead') / poll_seconds:.1f}"),
+        ("wall - capacity bound", lambda c: f"{med(c, 'overhead_over_bound'):.1f} s"),
+        ("  before the first job starts", lambda c: f"{med(c, 'before_first_job'):.1f} s"),
+        ("  Batch idle between first start and last end", lambda c: f"{med(c, 'batch_idle'):.1f} s"),
+        ("  after the last job ends", lambda c: f"{med(c, 'after_last_job'):.1f} s"),
         (
             "dependency gap, median / max",
-            lambda m: milliseconds([gap for run in results[m] for gap in run.gaps]) + " ms",
+            lambda c: milliseconds([gap for run in results[c] for gap in run.gaps]) + " ms",
         ),
         (
             "  net of capacity, median / max",
-            lambda m: milliseconds([gap for run in results[m] for gap in run.net_gaps]) + " ms",
+            lambda c: milliseconds([gap for run in results[c] for gap in run.net_gaps]) + " ms",
         ),
         (
             "job run time: " + "/".join(stage.replace("shortest_path", "path") for stage in stages),
-            lambda m: (
+            lambda c: (
                 "/".join(
-                    f"{statistics.median(run.stage_run_seconds[stage] for run in results[m]):.1f}"
+                    f"{statistics.median(run.stage_run_seconds[stage] for run in results[c]):.1f}"
                     for stage in stages
                 )
                 + " s"
             ),
         ),
-        ("jobs (array children counted)", lambda m: str(results[m][0].jobs)),
+        ("jobs (array children counted)", lambda c: str(results[c][0].jobs)),
         (
             "load average (1 min) during the runs",
-            lambda m: "-".join(
+            lambda c: "-".join(
                 f"{value:.1f}"
-                for value in (min(run.load for run in results[m]), max(run.load for run in results[m]))
+                for value in (min(run.load for run in results[c]), max(run.load for run in results[c]))
             ),
         ),
     ]
-    runs = ", ".join(f"{mode}: {len(results[mode])}" for mode in modes)
+    runs = ", ".join(f"{mode} {WAY_LABELS[way]}: {len(results[(mode, way)])}" for mode, way in columns)
     print(f"\n{dag_name}, medians over the runs ({runs}); gaps pooled over the runs")
-    width = 2 + max(len(text) for _, value in rows for mode in modes for text in (mode, value(mode)))
-    print(f"{'what':<48}" + "".join(f"{mode:>{width}}" for mode in modes))
+    labels = {column: f"{column[0]} {WAY_LABELS[column[1]]}" for column in columns}
+    width = 2 + max(len(text) for _, value in rows for c in columns for text in (labels[c], value(c)))
+    print(f"{'what':<48}" + "".join(f"{labels[c]:>{width}}" for c in columns))
     for label, value in rows:
-        print(f"{label:<48}" + "".join(f"{value(mode):>{width}}" for mode in modes))
-    if len(modes) == 2:
-        ratio = med(STAGE_BY_STAGE, "wall") / med(ALL_AT_ONCE, "wall")
-        print(f"wall time stage_by_stage / all_at_once: {ratio:.2f}")
+        print(f"{label:<48}" + "".join(f"{value(c):>{width}}" for c in columns))
+    for mode in MODES:
+        if results.get((mode, CLI)) and results.get((mode, IN_PROCESS)):
+            extra = med((mode, CLI), "wall") - med((mode, IN_PROCESS), "wall")
+            print(
+                f"{mode}: the command's start-up, DAG folder parse and serialization "
+                f"(CLI wall - dag.test() wall): {extra:.1f} s"
+            )
+    for way in WAYS:
+        if results.get((STAGE_BY_STAGE, way)) and results.get((ALL_AT_ONCE, way)):
+            ratio = med((STAGE_BY_STAGE, way), "wall") / med((ALL_AT_ONCE, way), "wall")
+            print(f"wall time stage_by_stage / all_at_once ({WAY_LABELS[way]}): {ratio:.2f}")
 
 
-def print_targets(results: dict[tuple[str, str], list[RunFigures]], poll_seconds: float) -> None:
+def print_targets(results: dict[tuple[str, str, str], list[RunFigures]], poll_seconds: float) -> None:
     """One line per DAG and mode, as ``make bench`` collects them: the median of wall - critical
-    path against the target (3 s plus one poll interval)."""
+    path of the ``airflow dags test`` command against the target (3 s plus one poll interval); the
+    in-process figures beside them, on lines that are not targets."""
     print()
-    for (dag_name, mode), runs in results.items():
-        if not runs:
-            continue
-        overhead = statistics.median(run.overhead for run in runs)
-        loads = sorted(run.load for run in runs)
-        now = os.getloadavg()
-        print(
-            f"TARGET airflow dags test {dag_name} {mode}: wall - critical path = {overhead:.1f} s "
-            f"(target <= {TARGET_SECONDS:g} s + poll {poll_seconds:g} s) "
-            f"(load {now[0]:.2f}/{now[1]:.2f}; {len(runs)} runs at load {loads[0]:.1f}-{loads[-1]:.1f})"
-        )
+    now = os.getloadavg()
+    for way in (IN_PROCESS, CLI):
+        for (dag_name, mode, run_way), runs in results.items():
+            if not runs or run_way != way:
+                continue
+            overhead = statistics.median(run.overhead for run in runs)
+            loads = sorted(run.load for run in runs)
+            what = "TARGET airflow dags test" if way == CLI else "in-process dag.test() of"
+            print(
+                f"{what} {dag_name} {mode}: wall - critical path = {overhead:.1f} s "
+                f"(target <= {TARGET_SECONDS:g} s + poll {poll_seconds:g} s) "
+                f"(load {now[0]:.2f}/{now[1]:.2f}; {len(runs)} runs at load {loads[0]:.1f}-{loads[-1]:.1f})"
+            )
 
 
-def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
+def benchmark_pipeline(args: argparse.Namespace, work: Path, user_env: dict[str, str]) -> bool:
     from batch_fanout.local.testing import running_endpoint
     from batch_fanout_project import pipeline
 
@@ -588,8 +729,11 @@ def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
     from airflow.dag_processing.bundles.manager import DagBundlesManager
 
     DagBundlesManager().sync_bundles_to_db()
-    combinations = [(dag_name, mode) for dag_name in args.dags for mode in args.modes]
-    results: dict[tuple[str, str], list[RunFigures]] = {combination: [] for combination in combinations}
+    combinations = [
+        (dag_name, mode, way) for dag_name in args.dags for mode in args.modes for way in args.ways
+    ]
+    results: dict[tuple[str, str, str], list[RunFigures]] = {combination: [] for combination in combinations}
+    dag_ids = {PIPELINE: DAG_IDS, GRAPH_DAG: GRAPH_DAG_IDS}
     ok = True
     with running_endpoint(
         work / "local-batch", containers_dir=REPO_ROOT / "include" / "containers"
@@ -599,47 +743,69 @@ def benchmark_pipeline(args: argparse.Namespace, work: Path) -> bool:
         environment = batch.describe_compute_environments(computeEnvironments=[COMPUTE_ENVIRONMENT])
         vcpus = int(environment["computeEnvironments"][0]["computeResources"]["maxvCpus"])
         print(f"local endpoint: {endpoint.url}, compute environment {COMPUTE_ENVIRONMENT} of {vcpus} vCPUs")
-        dags = load_dags()
+        dags = load_dags() if IN_PROCESS in args.ways else {}
+        setup = cli_setup(user_env, args.airflow_home, endpoint, work) if CLI in args.ways else None
+        if setup is not None:
+            print(f"airflow dags test: {' '.join(setup.command)} with AIRFLOW_HOME={args.airflow_home}")
+
+        def run(dag_name: str, mode: str, way: str) -> RunFigures:
+            if way == CLI:
+                assert setup is not None
+                return run_cli_once(
+                    dag_name,
+                    dag_ids[dag_name][mode],
+                    mode,
+                    conf=confs[dag_name],
+                    batch=batch,
+                    vcpus=vcpus,
+                    setup=setup,
+                )
+            return run_once(
+                dag_name, dags[(dag_name, mode)], mode, conf=confs[dag_name], batch=batch, vcpus=vcpus
+            )
+
         for warmup in range(args.warmup):
             # The first run of each DAG registers the job definitions and warms caches (the numba
-            # kernels of the shortest-path jobs among them); it is not counted.
+            # kernels of the shortest-path jobs, the files the command reads); it is not counted.
             for dag_name in args.dags:
-                mode = args.modes[0]
+                mode, way = args.modes[0], args.ways[0]
                 try:
-                    figures = run_once(
-                        dag_name, dags[(dag_name, mode)], mode, conf=confs[dag_name], batch=batch, vcpus=vcpus
-                    )
+                    figures = run(dag_name, mode, way)
                     print(
-                        f"warm-up {warmup + 1} {dag_name} {mode}: wall {figures.wall:.1f} s (not counted)",
+                        f"warm-up {warmup + 1} {dag_name} {mode} {WAY_LABELS[way]}: "
+                        f"wall {figures.wall:.1f} s (not counted)",
                         flush=True,
                     )
                 except Exception as error:
                     ok = False
                     print(f"warm-up {warmup + 1} {dag_name} {mode}: FAILED: {error}", file=sys.stderr)
-        # DAGs and modes interleaved, in turn first, so that a warming cache or a busy moment of the
-        # shared machine favours none of them.
+        # DAGs, modes and ways interleaved, in turn first, so that a warming cache or a busy moment
+        # of the shared machine favours none of them.
         for repeat in range(args.repeat):
-            for dag_name, mode in combinations if repeat % 2 == 0 else reversed(combinations):
+            for dag_name, mode, way in combinations if repeat % 2 == 0 else reversed(combinations):
                 try:
-                    figures = run_once(
-                        dag_name, dags[(dag_name, mode)], mode, conf=confs[dag_name], batch=batch, vcpus=vcpus
-                    )
+                    figures = run(dag_name, mode, way)
                 except Exception as error:  # a failed run is reported, then the script exits non-zero
                     ok = False
-                    print(f"run {repeat + 1} {dag_name} {mode}: FAILED: {error}", file=sys.stderr)
+                    print(f"run {repeat + 1} {dag_name} {mode} {way}: FAILED: {error}", file=sys.stderr)
                     continue
-                results[(dag_name, mode)].append(figures)
+                results[(dag_name, mode, way)].append(figures)
                 print(
-                    f"run {repeat + 1} {dag_name:<20} {mode:<15} wall {figures.wall:6.1f} s, "
+                    f"run {repeat + 1} {dag_name:<20} {mode:<15} {WAY_LABELS[way]:<10} wall {figures.wall:6.1f} s, "
                     f"job sum {figures.job_sum:6.1f} s, critical path {figures.critical_path:6.1f} s, "
                     f"overhead {figures.overhead:6.1f} s, gap median {statistics.median(figures.gaps) * 1000:.0f} ms, "
                     f"load {figures.load:.1f}",
                     flush=True,
                 )
     for dag_name in args.dags:
-        by_mode = {mode: results[(dag_name, mode)] for mode in args.modes if results[(dag_name, mode)]}
-        if by_mode:
-            print_table(dag_name, by_mode, pipeline.POLL_SECONDS)
+        by_column = {
+            (mode, way): results[(dag_name, mode, way)]
+            for mode in args.modes
+            for way in args.ways
+            if results[(dag_name, mode, way)]
+        }
+        if by_column:
+            print_table(dag_name, by_column, pipeline.POLL_SECONDS)
     print_targets(results, pipeline.POLL_SECONDS)
     return ok
 
@@ -658,6 +824,14 @@ def mode_list(value: str) -> list[str]:
     if not modes or unknown:
         raise argparse.ArgumentTypeError(f"--modes takes a comma list of {', '.join(MODES)}; got {value!r}")
     return modes
+
+
+def way_list(value: str) -> list[str]:
+    ways = [way.strip() for way in value.split(",") if way.strip()]
+    unknown = [way for way in ways if way not in WAYS]
+    if not ways or unknown:
+        raise argparse.ArgumentTypeError(f"--ways takes a comma list of {', '.join(WAYS)}; got {value!r}")
+    return ways
 
 
 def dag_list(value: str) -> list[str]:
@@ -687,6 +861,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dags", type=dag_list, default=list(BENCHMARKED_DAGS), help="comma list of the DAGs to run"
     )
+    parser.add_argument(
+        "--ways",
+        type=way_list,
+        default=list(WAYS),
+        help="comma list: cli (the airflow dags test command), in_process (dag.test() in this process)",
+    )
+    parser.add_argument(
+        "--airflow-home",
+        type=Path,
+        default=REPO_ROOT / ".airflow",
+        help="the Airflow home the command runs with (default: the project's, as make airflow-db sets it up)",
+    )
     args = parser.parse_args(argv)
     if args.tests < 2:
         parser.error(f"--tests must be at least 2 (AWS Batch rejects an array of size 1), got {args.tests}")
@@ -694,6 +880,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeat, --warmup, --parse-runs and --work-seconds must be >= 0")
 
     work = Path(tempfile.mkdtemp(prefix="pipeline-benchmark-"))
+    # The command runs in the environment this script was started in, not the isolated one below.
+    user_env = dict(os.environ)
     try:
         prepare_environment(work)
         migrate_database()
@@ -708,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.parse_runs:
             ok = benchmark_parsing(args.parse_runs) and ok
         if args.repeat:
-            ok = benchmark_pipeline(args, work) and ok
+            ok = benchmark_pipeline(args, work, user_env) and ok
         print(f"\nload average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
         return 0 if ok else 1
     finally:

@@ -187,8 +187,14 @@ def load_dag(dag_id: str, *, poll_seconds: float = 0.5, retry_seconds: float = 1
 
     from airflow.dag_processing.dagbag import DagBag
 
-    # Both submission modes of the batch_fanout pipeline come from one file.
-    file_name = "batch_fanout_pipeline.py" if dag_id.startswith("batch_fanout") else f"{dag_id}.py"
+    # Both submission modes of the batch_fanout pipeline come from one file, and so do both of
+    # job_dependency_graph.
+    if dag_id.startswith("batch_fanout"):
+        file_name = "batch_fanout_pipeline.py"
+    elif dag_id.startswith("job_dependency_graph"):
+        file_name = "job_dependency_graph.py"
+    else:
+        file_name = f"{dag_id}.py"
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / file_name))
     assert not bag.import_errors, bag.import_errors
     dag = bag.dags[dag_id]

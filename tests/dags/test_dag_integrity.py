@@ -18,6 +18,7 @@ EXPECTED_DAG_IDS = {
     "stress_ng_leader_follower",
     "shortest_path_all_pairs",
     "job_dependency_graph",
+    "job_dependency_graph_stage_by_stage",
 }
 
 

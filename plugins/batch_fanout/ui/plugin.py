@@ -9,15 +9,23 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from batch_fanout.ui.app import create_app
+from batch_fanout.ui.lazy import LazyASGIApp
 from batch_fanout.ui.paths import URL_PREFIX
+
+
+def _create_app() -> object:
+    from batch_fanout.ui.app import create_app
+
+    return create_app()
 
 
 class BatchFanoutPlugin(AirflowPlugin):
     """The array view and the report view of batch-fanout."""
 
     name = "batch_fanout"
-    fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "batch-fanout views"}]
+    # Built on the API server's first request to it, not wherever Airflow loads plugins
+    # (batch_fanout.ui.lazy says why).
+    fastapi_apps = [{"app": LazyASGIApp(_create_app), "url_prefix": URL_PREFIX, "name": "batch-fanout views"}]
     external_views = [
         {
             "name": "Batch array",
