@@ -1,15 +1,23 @@
 """The ``batch_fanout`` pipeline and the ``job_dependency_graph`` DAG on the local AWS Batch endpoint,
 each in both submission modes side by side (the DAGs ``batch_fanout`` and
-``batch_fanout_stage_by_stage``; ``job_dependency_graph`` and its ``stage_by_stage`` variant, built
-by the DAG file's ``job_dependency_graph_dag``), and the parse time of every DAG file; prints its
+``batch_fanout_stage_by_stage``; ``job_dependency_graph`` and ``job_dependency_graph_stage_by_stage``,
+both of ``dags/job_dependency_graph.py``), and the parse time of every DAG file; prints its
 figures (recorded in benchmarks/RESULTS.md), ending with one ``TARGET`` line per DAG and mode.
 
-Per run of the DAG (``dag.test()`` on a fresh, isolated Airflow home; real job containers of
-``include/containers`` on a local endpoint whose compute environment has the machine's CPU count as
-vCPUs; the DAG's own poll interval, ``batch_fanout_project.pipeline.POLL_SECONDS``):
+Each run is measured two ways (``--ways``), interleaved: **cli**, the command a user types,
+``airflow dags test <dag_id> -c '<conf>'`` in a fresh process with the project's Airflow home
+(``--airflow-home``, as ``make airflow-db`` sets it up) and the environment the script was started
+in, so its interpreter start, Airflow's import, plugin and provider discovery, the DAG folder's
+parse and serialization to the metadata database are in the figure; and **in_process**,
+``dag.test()`` in this process on a fresh, isolated Airflow home, the run alone. Both on real job
+containers of ``include/containers`` on a local endpoint (started by the script) whose compute
+environment has the machine's CPU count as vCPUs, with the DAG's own poll interval
+(``batch_fanout_project.pipeline.POLL_SECONDS``). The command's job ids come from the XComs of its
+run in its (SQLite) metadata database.
 
-- **wall**: the time ``dag.test()`` takes, from the first task to the last (registration of the job
-  definitions and the report task included);
+- **wall**: cli, from the process's start to its exit; in_process, the time ``dag.test()`` takes,
+  from the first task to the last (registration of the job definitions and the report task
+  included);
 - **sum of job run times**: ``stoppedAt - startedAt`` (DescribeJobs) of the leader, the aggregator and
   every array child (array parents are not counted: their children are);
 - **critical path**: the longest chain of job run times through the dependency graph that the mode
@@ -47,8 +55,10 @@ Usage::
     .venv/bin/python benchmarks/pipeline.py [--tests 4] [--stress-duration 2] [--grid 64x64]
         [--work-seconds 1] [--repeat 3] [--warmup 1] [--parse-runs 3]
         [--modes all_at_once,stage_by_stage] [--dags batch_fanout,job_dependency_graph]
+        [--ways cli,in_process] [--airflow-home .airflow]
 
-Target (DESIGN.md): wall - critical path at most 3 s plus one poll interval, for each DAG and mode.
+Target (DESIGN.md): wall - critical path at most 3 s plus one poll interval, for each DAG and mode,
+of the command (the ``TARGET`` lines); the in-process figures are printed beside them.
 
 Exits non-zero if a DAG run fails or a DAG file does not parse.
 """
@@ -197,6 +207,8 @@ class RunFigures:
     stage_run_seconds: dict[str, float]
     jobs: int
     load: float
+    # The command's phases (cli only), seconds by name: see cli_phases.
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def overhead(self) -> float:
@@ -268,7 +280,7 @@ def benchmark_parsing(runs: int) -> bool:
     )
     header = (
         f"{'file':<34} {'cold':>8} {'processor':>10} {'+serialize':>11} {'vs target':>10}  "
-        "file imports boto3  pre-imported"
+        "file imports boto3  DAGs built                    pre-imported"
     )
     print(header)
     for path in sorted(DAGS_DIR.glob("*.py")):
@@ -286,7 +298,7 @@ def benchmark_parsing(runs: int) -> bool:
         boto = "yes" if processor[0]["boto_imported_by_file"] else "no"
         print(
             f"{path.name:<34} {cold_s:>7.3f}s {parse_s:>9.3f}s {serialize_s:>10.3f}s {parse_s / 0.2:>9.2f}x  "
-            f"{boto:<18}  {', '.join(processor[0]['pre_imported'])}"
+            f"{boto:<18}  {','.join(processor[0]['dag_ids']):<28}  {', '.join(processor[0]['pre_imported'])}"
         )
     return ok
 
@@ -460,23 +472,17 @@ def figures_of(
 
 
 def load_dags() -> dict[tuple[str, str], Any]:
-    """The DAG of each benchmarked DAG and submission mode, by ``(dag, mode)``."""
-    import importlib.util
-
+    """The DAG of each benchmarked DAG and submission mode, by ``(dag, mode)``: each file holds both
+    modes of its DAG."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    if bag.import_errors:
-        raise RuntimeError(f"dags/{DAG_FILE.name} does not import: {bag.import_errors}")
-    dags = {(PIPELINE, mode): bag.dags[dag_id] for mode, dag_id in DAG_IDS.items()}
-    # job_dependency_graph's file holds one DAG (all at once); its factory builds the other mode.
-    spec = importlib.util.spec_from_file_location("benchmarked_job_dependency_graph", GRAPH_DAG_FILE)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {GRAPH_DAG_FILE}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for mode, dag_id in GRAPH_DAG_IDS.items():
-        dags[(GRAPH_DAG, mode)] = module.job_dependency_graph_dag(dag_id, mode)
+    dags = {}
+    for dag_name, path, ids in ((PIPELINE, DAG_FILE, DAG_IDS), (GRAPH_DAG, GRAPH_DAG_FILE, GRAPH_DAG_IDS)):
+        bag = DagBag(dag_folder=str(path))
+        if bag.import_errors:
+            raise RuntimeError(f"dags/{path.name} does not import: {bag.import_errors}")
+        for mode, dag_id in ids.items():
+            dags[(dag_name, mode)] = bag.dags[dag_id]
     return dags
 
 
@@ -590,6 +596,39 @@ def sqlite_xcom_reader(database: Path, dag_id: str, not_before: float) -> XComRe
     return read
 
 
+# Airflow's own INFO log lines that mark where the command is, in the order they come, and the phase
+# each one ends (cli_phases). The first is logged once Airflow is imported and the command starts.
+PHASE_MARKS = (
+    ("DAG bundles loaded", "start-up: interpreter, Airflow import"),
+    ("creating dag run", "DAG folder parse + serialize (twice)"),
+    ("Task started", "first task: execution API built"),
+    ("DagRun Finished", "first task started to run end"),
+)
+EXIT_PHASE = "run end to process exit"
+LOG_TIME = len("2026-01-01T00:00:00.000000Z")
+
+
+def cli_phases(log_text: str, started: float, ended: float) -> dict[str, float]:
+    """Where the command's wall time went, from the timestamps of Airflow's log lines in its output
+    (``PHASE_MARKS``); empty if a mark is missing (another logging level, say)."""
+    marks: list[float] = []
+    lines = iter(log_text.splitlines())
+    for text, _ in PHASE_MARKS:
+        for line in lines:
+            if text in line:
+                try:
+                    stamp = datetime.strptime(line[:LOG_TIME], "%Y-%m-%dT%H:%M:%S.%fZ")
+                except ValueError:
+                    continue
+                marks.append(stamp.replace(tzinfo=timezone.utc).timestamp())
+                break
+        else:
+            return {}
+    bounds = [started, *marks, ended]
+    names = [name for _, name in PHASE_MARKS] + [EXIT_PHASE]
+    return {name: bounds[i + 1] - bounds[i] for i, name in enumerate(names)}
+
+
 def run_cli_once(
     dag_name: str, dag_id: str, mode: str, *, conf: dict[str, Any], batch: Any, vcpus: int, setup: CliSetup
 ) -> RunFigures:
@@ -611,7 +650,9 @@ def run_cli_once(
         raise RuntimeError(f"airflow dags test {dag_id} exited {completed.returncode}:\n{tail}")
     collect = collect_jobs if dag_name == PIPELINE else collect_graph_jobs
     jobs = collect(batch, sqlite_xcom_reader(setup.database, dag_id, started), mode)
-    return figures_of(dag_name, mode, jobs, started=started, ended=ended, vcpus=vcpus, way=CLI)
+    figures = figures_of(dag_name, mode, jobs, started=started, ended=ended, vcpus=vcpus, way=CLI)
+    figures.phases = cli_phases(log.read_text(errors="replace"), started, ended)
+    return figures
 
 
 def milliseconds(values: list[float]) -> str:
@@ -660,6 +701,17 @@ def print_table(dag_name: str, results: dict[tuple[str, str], list[RunFigures]],
                 + " s"
             ),
         ),
+        *[
+            (
+                f"  CLI: {name}",
+                lambda c, name=name: (
+                    f"{statistics.median(run.phases[name] for run in results[c]):.1f} s"
+                    if all(run.phases for run in results[c])
+                    else "-"
+                ),
+            )
+            for name in [name for _, name in PHASE_MARKS] + [EXIT_PHASE]
+        ],
         ("jobs (array children counted)", lambda c: str(results[c][0].jobs)),
         (
             "load average (1 min) during the runs",
