@@ -14,8 +14,10 @@ status to files (``supervisor.py``). After a restart, attempts whose supervisor 
 again, those that ended meanwhile are completed from their recorded status, and only those whose
 supervisor is gone are failed (and retried by their ``retryStrategy``).
 
-The module is a little over 400 lines because the loop, the attempts' lifecycle, recovery and stopping
-share one table of live attempts under one lock; split, that discipline would span modules.
+The module is over 500 lines because the loop, the attempts' lifecycle, recovery and stopping
+(terminate, reclaim, a multi-node job's other nodes) share one table of live attempts under one lock;
+split, that discipline would span modules. What is not about that table lives beside it (``gates``,
+``multinode_runs``, ``fair_share``, ``time_limits``).
 """
 
 from __future__ import annotations
