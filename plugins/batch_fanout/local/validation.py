@@ -153,6 +153,13 @@ def check_job_definition(params: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if params.get("nodeProperties"):
         raise client_error(f"Job definition {name}: nodeProperties needs type multinode")
+    # AWS takes one kind of properties per definition; a second would be ignored here without a word.
+    given = [key for key in ("containerProperties", "ecsProperties", "eksProperties") if params.get(key)]
+    if len(given) > 1:
+        raise client_error(
+            f"Job definition {name}: only one of containerProperties, ecsProperties and eksProperties may be "
+            f"given, got {' and '.join(given)}"
+        )
     container: dict[str, Any] | None = params.get("containerProperties")
     if not container:
         raise client_error(f"Job definition {name}: containerProperties is required for type container")

@@ -209,6 +209,13 @@ def test_aws_rejections_of_job_definitions(batch: Any) -> None:
         ),
         "image",
     )
+    _rejected(
+        lambda: _register(
+            batch, "both", ecsProperties={"taskProperties": [{"containers": [{"image": "x", "name": "x"}]}]}
+        ),
+        "only one of containerProperties, ecsProperties and eksProperties may be given, got "
+        "containerProperties and ecsProperties",
+    )
     _rejected(lambda: batch.deregister_job_definition(jobDefinition="never-registered:1"), "never-registered")
 
 
