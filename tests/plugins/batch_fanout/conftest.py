@@ -5,6 +5,10 @@ read what the jobs did."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -154,3 +158,47 @@ def helpers() -> Any:
         release_when = staticmethod(release_when)
 
     return Helpers
+
+
+@dataclass(frozen=True)
+class DemoProject:
+    """A user's project folder for ``batch-fanout demo``: the repository's DAGs and images linked in,
+    its own ``airflow_settings.yaml`` pointing at a free port, and a migrated Airflow home."""
+
+    home: Path
+    port: int
+    env: dict[str, str]
+
+
+@pytest.fixture
+def demo_project(tmp_path: Path) -> DemoProject:
+    repo_root = Path(__file__).resolve().parents[3]
+    home = tmp_path / "project"
+    home.mkdir()
+    (home / "dags").symlink_to(repo_root / "dags")
+    (home / "include").symlink_to(repo_root / "include")  # the job images, as in any project
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    settings = (repo_root / "airflow_settings.yaml").read_text()
+    (home / "airflow_settings.yaml").write_text(settings.replace("127.0.0.1:8699", f"127.0.0.1:{port}"))
+    airflow_home = home / ".airflow"
+    env = {
+        **os.environ,
+        "BATCH_FANOUT_HOME": str(home),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+    }
+    for name in list(env):
+        if name.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):
+            del env[name]
+    airflow_home.mkdir()
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return DemoProject(home, port, env)

@@ -8,9 +8,7 @@ Skipped only where no container engine is installed."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,12 +29,6 @@ pytestmark = [
         reason="no container engine: podman is not installed here (make images installs it with apt-get)",
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -63,33 +55,8 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_demo_in_podman_reports_what_the_process_runtime_reports(tmp_path: Path) -> None:
-    home = tmp_path / "project"
-    home.mkdir()
-    (home / "dags").symlink_to(REPO_ROOT / "dags")
-    (home / "include").symlink_to(REPO_ROOT / "include")  # the job images, as in any project
-    port = free_port()
-    settings = (REPO_ROOT / "airflow_settings.yaml").read_text()
-    (home / "airflow_settings.yaml").write_text(settings.replace("127.0.0.1:8699", f"127.0.0.1:{port}"))
-    airflow_home = home / ".airflow"
-    env = {
-        **os.environ,
-        "BATCH_FANOUT_HOME": str(home),
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-    }
-    for name in list(env):
-        if name.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):
-            del env[name]
-    airflow_home.mkdir()
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+def test_demo_in_podman_reports_what_the_process_runtime_reports(demo_project: Any) -> None:
+    home, env = demo_project.home, demo_project.env
     built = cli(
         "images",
         "build",
