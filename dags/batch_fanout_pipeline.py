@@ -106,27 +106,7 @@ def params(mode: Mode) -> dict[str, Param]:
             title="stress-ng CPU methods to exclude (comma list or none)",
             description="CPU methods never to test: 'none', or a comma list.",
         ),
-        "graph": Param(
-            "generate",
-            type="string",
-            minLength=1,
-            title="Graph",
-            description="URI of a DIMACS .gr or .gr.gz file (file://, s3://, https://), or 'generate' for a road-like grid.",
-        ),
-        "grid": Param(
-            "192x192",
-            type="string",
-            pattern=r"^[1-9][0-9]*x[1-9][0-9]*$",
-            title="Generated grid (rows x columns)",
-            description="The size of the generated road-like grid when graph is 'generate'.",
-        ),
-        "seed": Param(
-            1,
-            type="integer",
-            minimum=0,
-            title="Seed of the generated graph",
-            description="The same seed generates the same graph.",
-        ),
+        **p.graph_params(),
         "fail_once_indices": Param(
             "none",
             type="string",

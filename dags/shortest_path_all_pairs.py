@@ -47,29 +47,7 @@ from batch_fanout_project import pipeline as p
     tags=["batch-fanout", "aws-batch", "shortest-paths"],
     doc_md=__doc__,
     params={
-        "graph": Param(
-            "generate",
-            type="string",
-            minLength=1,
-            title="Graph",
-            description="URI of a DIMACS .gr or .gr.gz file, or 'generate' for a road-like grid.",
-        ),
-        "grid": Param(
-            # Large enough that a child's work, not its start-up, is most of its time (start-up at
-            # most 10% of a child's wall: benchmarks/RESULTS.md, Shortest paths).
-            "192x192",
-            type="string",
-            pattern=r"^[1-9][0-9]*x[1-9][0-9]*$",
-            title="Generated grid (rows x columns)",
-            description="The size of the generated road-like grid when graph is 'generate'.",
-        ),
-        "seed": Param(
-            1,
-            type="integer",
-            minimum=0,
-            title="Seed of the generated graph",
-            description="The same seed generates the same graph.",
-        ),
+        **p.graph_params(),
         "shards": Param(
             4,
             type="integer",

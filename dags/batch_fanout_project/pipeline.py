@@ -51,6 +51,38 @@ SPECS_DIR = Path(__file__).resolve().parents[2] / "include" / "specs"
 POLL_SECONDS = 5
 
 
+def graph_params() -> dict[str, Any]:
+    """The trigger form's graph parameters (``graph``, ``grid``, ``seed``) of the DAGs that run the
+    shortest-path jobs."""
+    from airflow.sdk import Param
+
+    return {
+        "graph": Param(
+            "generate",
+            type="string",
+            minLength=1,
+            title="Graph",
+            description="URI of a DIMACS .gr or .gr.gz file (file://, s3://, https://), or 'generate' for a road-like grid.",
+        ),
+        "grid": Param(
+            # Large enough that a child's work, not its start-up, is most of its time (start-up at
+            # most 10% of a child's wall: benchmarks/RESULTS.md, Shortest paths).
+            "192x192",
+            type="string",
+            pattern=r"^[1-9][0-9]*x[1-9][0-9]*$",
+            title="Generated grid (rows x columns)",
+            description="The size of the generated road-like grid when graph is 'generate'.",
+        ),
+        "seed": Param(
+            1,
+            type="integer",
+            minimum=0,
+            title="Seed of the generated graph",
+            description="The same seed generates the same graph.",
+        ),
+    }
+
+
 def schedule(dag_id: str, default: str | None) -> str | None:
     """The DAG's schedule: ``default``, unless the environment variable
     ``BATCH_FANOUT_SCHEDULE_<DAG_ID>`` overrides it (a cron expression, a preset such as ``@hourly``,
