@@ -106,12 +106,16 @@ $(AIRFLOW_DB): $(INSTALLED)
 	@mkdir -p $(AIRFLOW_HOME)
 	airflow db migrate >/dev/null
 	@# The same settings as the environment above, kept in airflow.cfg for shells that only set
-	@# AIRFLOW_HOME.
+	@# AIRFLOW_HOME, and a longer wait on SQLite's lock (batch_fanout/metadata_database.py says why).
 	@sed -i -e 's|^dags_folder = .*|dags_folder = $(PROJECT_DIR)/dags|' \
 		-e 's|^load_examples = .*|load_examples = False|' \
 		-e 's|^host = 0.0.0.0$$|host = 127.0.0.1|' \
 		-e 's|^scheduler_health_check_server_host = .*|scheduler_health_check_server_host = 127.0.0.1|' \
+		-e 's|^# sql_alchemy_connect_args = $$|sql_alchemy_connect_args = batch_fanout.metadata_database.SQLITE_CONNECT_ARGS|' \
+		-e 's|^# sql_alchemy_connect_args_async = $$|sql_alchemy_connect_args_async = batch_fanout.metadata_database.SQLITE_CONNECT_ARGS|' \
 		$(AIRFLOW_HOME)/airflow.cfg
+	@grep -q '^sql_alchemy_connect_args_async = batch_fanout' $(AIRFLOW_HOME)/airflow.cfg || \
+		{ echo "airflow.cfg: no sql_alchemy_connect_args line to set; Airflow's template changed" >&2; exit 1; }
 	@touch $@
 
 airflow-db: $(AIRFLOW_DB)

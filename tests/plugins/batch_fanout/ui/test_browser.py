@@ -37,6 +37,15 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 PASSWORD = "browser-test-password"
 RUN_TIMEOUT = 600.0
+# Every DAG in dags/; the test fails if the DAG processor finds another, or one of these scheduled.
+PROJECT_DAG_IDS = (
+    "batch_fanout",
+    "batch_fanout_stage_by_stage",
+    "job_dependency_graph",
+    "job_dependency_graph_stage_by_stage",
+    "shortest_path_all_pairs",
+    "stress_ng_leader_follower",
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -97,10 +106,13 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory, batch_endpoint: Any
         "AIRFLOW_VAR_BATCH_FANOUT_RESULTS_URI": results.as_uri(),
         "AIRFLOW_VAR_BATCH_FANOUT_IMAGE_REGISTRY": "local",
         "AIRFLOW_VAR_BATCH_FANOUT_IMAGE_TAG": "latest",
-        # On demand only: no scheduled run competes with the one the test triggers.
-        **{
-            f"BATCH_FANOUT_SCHEDULE_{path.stem.upper()}": "none" for path in (REPO_ROOT / "dags").glob("*.py")
-        },
+        # As `make airflow` sets it: four processes share the SQLite file.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "batch_fanout.metadata_database.SQLITE_CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "batch_fanout.metadata_database.SQLITE_CONNECT_ARGS",
+        # A server error shows its cause in the test's failure, not only in api-server.log.
+        "AIRFLOW__API__EXPOSE_STACKTRACE": "True",
+        # On demand only: no scheduled run competes with the one the test triggers (the test checks).
+        **{f"BATCH_FANOUT_SCHEDULE_{dag_id.upper()}": "none" for dag_id in PROJECT_DAG_IDS},
     }
     airflow = [sys.executable, "-m", "airflow"]
     subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
@@ -204,13 +216,17 @@ def test_a_run_with_a_failed_child_in_the_array_and_report_views(
     wait.until(lambda driver: any(cookie["name"] == "_token" for cookie in driver.get_cookies()))
     token = next(cookie["value"] for cookie in browser.get_cookies() if cookie["name"] == "_token")
 
-    # The DAG processor has parsed the DAG; trigger it as the logged-in user, with a failure injected.
-    wait_for(
-        lambda: api(airflow_server, f"/api/v2/dags/{DAG_ID}", token).get("is_paused") is False,
-        180,
-        f"the DAG processor to parse {DAG_ID}",
-        interval=1,
-    )
+    # The DAG processor has parsed every DAG, and none of them is scheduled: the run the test triggers
+    # is the only one.
+    def parsed_dags() -> dict[str, Any]:
+        dags = api(airflow_server, "/api/v2/dags?limit=100", token)["dags"]
+        parsed = {dag["dag_id"]: dag for dag in dags if dag["is_paused"] is False}
+        return parsed if set(PROJECT_DAG_IDS) <= set(parsed) else {}
+
+    dags = wait_for(parsed_dags, 180, f"the DAG processor to parse {', '.join(PROJECT_DAG_IDS)}", interval=1)
+    assert sorted(dags) == sorted(PROJECT_DAG_IDS)
+    assert {dag_id: dag["timetable_summary"] for dag_id, dag in dags.items()} == dict.fromkeys(dags)
+    # Then trigger it as the logged-in user, with a failure injected.
     browser.get(f"{base}/dags/{DAG_ID}")
     conf = {
         "tests": 2,
