@@ -2,8 +2,8 @@
 against a real Airflow (``airflow api-server``, scheduler and DAG processor started here on
 127.0.0.1 and a free port, Simple auth manager), running ``batch_fanout_stage_by_stage`` on the local endpoint.
 
-The test logs in through Airflow's login form, triggers ``batch_fanout_stage_by_stage`` with a failure
-injected on stress-ng index 1 (stage by stage, so the task's retry reruns only that child and the run
+The test logs in through Airflow's login form, triggers ``batch_fanout_stage_by_stage`` through its
+trigger form with a failure injected on stress-ng index 1 (stage by stage, so the task's retry reruns only that child and the run
 completes with its report), opens the array view of the stress-ng task and sees every index's state
 and the failed attempt's log line, opens the report view and sees its plots, and checks that no link
 on the task page points at the AWS console.
@@ -201,6 +201,7 @@ def test_a_run_with_a_failed_child_in_the_array_and_report_views(
     airflow_server: dict[str, Any], browser: Any
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -226,27 +227,55 @@ def test_a_run_with_a_failed_child_in_the_array_and_report_views(
     dags = wait_for(parsed_dags, 180, f"the DAG processor to parse {', '.join(PROJECT_DAG_IDS)}", interval=1)
     assert sorted(dags) == sorted(PROJECT_DAG_IDS)
     assert {dag_id: dag["timetable_summary"] for dag_id, dag in dags.items()} == dict.fromkeys(dags)
-    # Then trigger it as the logged-in user, with a failure injected.
+    # Then trigger it through the DAG's trigger form, as a user does: a small run, with a failure
+    # injected on stress-ng index 1, under a run id the test chooses.
+    run_id = "browser_test_run"
+    form = {"tests": 2, "stress_duration": 1, "grid": "24x24", "fail_once_indices": "1"}
     browser.get(f"{base}/dags/{DAG_ID}")
-    conf = {
-        "tests": 2,
-        "stress_duration": 1,
-        "grid": "24x24",
-        "fail_once_indices": "1",
-    }
-    triggered = browser.execute_async_script(
-        """
-        const [conf, done] = arguments;
-        fetch('/api/v2/dags/batch_fanout_stage_by_stage/dagRuns', {
-          method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
-          body: JSON.stringify({logical_date: null, conf: conf}),
-        }).then(async (r) => done({status: r.status, body: await r.json()}));
-        """,
-        conf,
+    wait.until(
+        lambda driver: next(
+            (
+                button
+                for button in driver.find_elements(By.TAG_NAME, "button")
+                if button.text.strip() == "Trigger"
+            ),
+            None,
+        )
+    ).click()
+    dialog = wait.until(
+        lambda driver: next(
+            (d for d in driver.find_elements(By.CSS_SELECTOR, "[role=dialog]") if "Run Parameters" in d.text),
+            None,
+        )
     )
-    assert triggered["status"] == 200, triggered
-    run_id = triggered["body"]["dag_run_id"]
+
+    def param_field(name: str) -> Any:
+        # Number params are spin boxes named by their buttons; the others are inputs with the param's id.
+        increment = dialog.find_elements(By.ID, f"number-input:element_{name}:inc")
+        if increment:
+            return dialog.find_element(By.ID, increment[0].get_attribute("aria-controls"))
+        return dialog.find_element(By.ID, f"element_{name}")
+
+    def type_into(box: Any, value: object) -> None:
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(str(value))
+
+    for name, value in form.items():
+        type_into(param_field(name), value)
+    advanced = dialog.find_element(By.CSS_SELECTOR, "[id$=':trigger:advancedOptions']")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", advanced)
+    advanced.click()
+    type_into(
+        wait.until(lambda _: (box := dialog.find_element(By.NAME, "dagRunId")).is_displayed() and box), run_id
+    )
+    dialog.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]").click()
+    # The UI opens the new run's page.
+    wait.until(lambda driver: driver.current_url.endswith(f"/dags/{DAG_ID}/runs/{run_id}"))
     run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+    run = api(airflow_server, run_path, token)
+    assert run["run_type"] == "manual"
+    assert {name: run["conf"][name] for name in form} == form
 
     def finished() -> str | None:
         state = api(airflow_server, run_path, token)["state"]
