@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ PID_FILE = "endpoint.pid"
 SERVER_LOG = "server.log"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 60.0
+# A start that failed: time the endpoint gets to stop gracefully before it is killed.
+ABANDON_GRACE_SECONDS = 10.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -84,107 +87,142 @@ def running_state(data_dir: Path) -> dict[str, Any] | None:
     return state
 
 
-def serve_command(
+@dataclass(frozen=True)
+class ServeOptions:
+    """The options of ``batch-fanout local serve`` besides its data directory and port; each one left
+    ``None`` is left to the endpoint's default.
+
+    :param containers_dir: the folder of image folders (default: the lookup order of
+        ``batch_fanout.local.images``)
+    :param vcpus: the default compute environment's vCPUs (default: the CPU count)
+    :param kill_grace_seconds: seconds from SIGTERM to SIGKILL when a job is stopped (default: AWS's 30 s)
+    :param max_log_bytes: the size at which a log stream is cut
+    :param credentials_file: the credentials requests must be signed with (default: created in the data
+        directory)
+    :param runtime: ``process`` (default), ``podman`` or ``docker``
+    :param gpus: the machine's GPUs (default: as many as the NVIDIA driver lists)
+    """
+
+    containers_dir: Path | None = None
+    vcpus: int | None = None
+    kill_grace_seconds: float | None = None
+    max_log_bytes: int | None = None
+    credentials_file: Path | None = None
+    runtime: str | None = None
+    gpus: int | None = None
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> ServeOptions:
+        """The options given on the command line of ``start`` or ``serve``."""
+        return cls(
+            containers_dir=Path(args.containers_dir) if args.containers_dir else None,
+            vcpus=args.vcpus,
+            kill_grace_seconds=args.kill_grace_seconds,
+            max_log_bytes=args.max_log_bytes,
+            credentials_file=Path(args.credentials_file) if args.credentials_file else None,
+            runtime=args.runtime,
+            gpus=args.gpus,
+        )
+
+    def command(self, data_dir: Path, port: int) -> list[str]:
+        """The command line that runs the endpoint of ``data_dir`` on ``port`` in the foreground."""
+        # Resolved here, as the endpoint records the file's path for ``env`` and ``status`` run elsewhere.
+        credentials_file = Path(self.credentials_file).resolve() if self.credentials_file else None
+        flags = (
+            ("--containers-dir", self.containers_dir),
+            ("--vcpus", self.vcpus),
+            ("--kill-grace-seconds", self.kill_grace_seconds),
+            ("--max-log-bytes", self.max_log_bytes),
+            ("--credentials-file", credentials_file),
+            ("--runtime", self.runtime),
+            ("--gpus", self.gpus),
+        )
+        command = [sys.executable, "-m", "batch_fanout.local", "serve", "--port", str(port)]
+        command += ["--data-dir", str(data_dir)]
+        for flag, value in flags:
+            if value is not None:
+                command += [flag, str(value)]
+        return command
+
+
+def spawn_endpoint(
     data_dir: Path,
     port: int,
+    options: ServeOptions,
     *,
-    containers_dir: Path | None = None,
-    vcpus: int | None = None,
-    kill_grace_seconds: float | None = None,
-    max_log_bytes: int | None = None,
-    credentials_file: Path | None = None,
-    runtime: str | None = None,
-    gpus: int | None = None,
-) -> list[str]:
-    """The command line that runs the endpoint in the foreground."""
-    command = [
-        sys.executable,
-        "-m",
-        "batch_fanout.local",
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-    ]
-    if containers_dir is not None:
-        command += ["--containers-dir", str(containers_dir)]
-    if vcpus is not None:
-        command += ["--vcpus", str(vcpus)]
-    if kill_grace_seconds is not None:
-        command += ["--kill-grace-seconds", str(kill_grace_seconds)]
-    if max_log_bytes is not None:
-        command += ["--max-log-bytes", str(max_log_bytes)]
-    if credentials_file is not None:
-        command += ["--credentials-file", str(Path(credentials_file).resolve())]
-    if runtime is not None:
-        command += ["--runtime", runtime]
-    if gpus is not None:
-        command += ["--gpus", str(gpus)]
-    return command
+    timeout: float = START_TIMEOUT_SECONDS,
+    detach: bool = False,
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Run ``serve`` for ``data_dir``, its output appended to the server log, and return its process
+    and state once the state file names its pid and it answers its status call.
+
+    :param data_dir: the endpoint's data directory, resolved (created when missing)
+    :param port: the port on 127.0.0.1; 0 picks a free one
+    :param options: the other options of ``serve``
+    :param timeout: seconds to wait for it to answer
+    :param detach: run it in a session of its own, so that it outlives the caller and its terminal
+    :raises RuntimeError: when it exits or does not answer within ``timeout``, with the end of its
+        server log; it is stopped first
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / SERVER_LOG
+    with open(log_path, "ab") as server_log:
+        process = subprocess.Popen(
+            options.command(data_dir, port),
+            stdin=subprocess.DEVNULL,
+            stdout=server_log,
+            stderr=server_log,
+            start_new_session=detach,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        state = running_state(data_dir)
+        if state is not None and state["pid"] == process.pid:
+            return process, state
+        time.sleep(0.02)  # the child's only signs of readiness are its state file and its status call
+    exit_code = process.poll()
+    if exit_code is None:
+        process.terminate()
+        try:
+            process.wait(timeout=ABANDON_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    tail = log_path.read_text(errors="replace")[-3000:]
+    reason = (
+        f"it did not answer in {timeout:g} s" if exit_code is None else f"it exited with code {exit_code}"
+    )
+    raise RuntimeError(f"the local endpoint did not start: {reason} (data directory {data_dir}):\n{tail}")
 
 
 def start_background(
     data_dir: Path,
     port: int,
+    options: ServeOptions | None = None,
     *,
-    containers_dir: Path | None = None,
-    vcpus: int | None = None,
-    kill_grace_seconds: float | None = None,
-    max_log_bytes: int | None = None,
-    credentials_file: Path | None = None,
-    runtime: str | None = None,
     timeout: float = START_TIMEOUT_SECONDS,
-    gpus: int | None = None,
 ) -> dict[str, Any]:
     """Start the endpoint in the background (or find it running) and return its state once it answers.
 
-    :raises RuntimeError: when it does not come up, with the end of its server log
+    :param data_dir: the endpoint's data directory
+    :param port: the port on 127.0.0.1; 0 picks a free one
+    :param options: the other options of ``serve`` (default: none given)
+    :param timeout: seconds to wait for it to answer
+    :raises RuntimeError: when it does not come up, with the end of its server log, or when the one
+        running uses another runtime than ``options`` asks for
     """
+    options = options or ServeOptions()
     data_dir = data_dir.resolve()
     state = running_state(data_dir)
     if state is not None:
         running = state.get("runtime", "process")
-        if runtime is not None and running != runtime:
+        if options.runtime is not None and running != options.runtime:
             raise RuntimeError(
-                f"the local endpoint of {data_dir} runs jobs with the {running} runtime, not {runtime}: "
-                f"stop it first (batch-fanout local stop --data-dir {data_dir})"
+                f"the local endpoint of {data_dir} runs jobs with the {running} runtime, not "
+                f"{options.runtime}: stop it first (batch-fanout local stop --data-dir {data_dir})"
             )
         return state
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / SERVER_LOG
-    command = serve_command(
-        data_dir,
-        port,
-        containers_dir=containers_dir,
-        vcpus=vcpus,
-        kill_grace_seconds=kill_grace_seconds,
-        max_log_bytes=max_log_bytes,
-        credentials_file=credentials_file,
-        runtime=runtime,
-        gpus=gpus,
-    )
-    with open(log_path, "ab") as server_log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=server_log,
-            stderr=server_log,
-            start_new_session=True,
-            close_fds=True,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        state = running_state(data_dir)
-        if state is not None and state["pid"] == process.pid:
-            return state
-        time.sleep(0.05)  # polling a child process that has no other way to signal readiness
-    if process.poll() is None:
-        process.terminate()
-    tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-    raise RuntimeError(f"the local endpoint did not start (data directory {data_dir}):\n{tail}")
+    return spawn_endpoint(data_dir, port, options, timeout=timeout, detach=True)[1]
 
 
 def stop_endpoint(data_dir: Path, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
@@ -213,17 +251,7 @@ def stop_endpoint(data_dir: Path, timeout: float = STOP_TIMEOUT_SECONDS) -> bool
 
 def _start(args: argparse.Namespace) -> int:
     try:
-        state = start_background(
-            Path(args.data_dir),
-            args.port,
-            containers_dir=args.containers_dir,
-            vcpus=args.vcpus,
-            kill_grace_seconds=args.kill_grace_seconds,
-            max_log_bytes=args.max_log_bytes,
-            credentials_file=Path(args.credentials_file) if args.credentials_file else None,
-            runtime=args.runtime,
-            gpus=args.gpus,
-        )
+        state = start_background(Path(args.data_dir), args.port, ServeOptions.from_arguments(args))
     except RuntimeError as error:
         print(str(error), file=sys.stderr)
         return 1

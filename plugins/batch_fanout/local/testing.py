@@ -6,23 +6,23 @@ The clients are signed with the endpoint's own credentials, as every request mus
 from __future__ import annotations
 
 import contextlib
-import os
+import functools
 import signal
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from batch_fanout.local import DEFAULT_REGION
 from batch_fanout.local.auth import LocalCredentials, credentials_for_data_dir, signed_headers
-from batch_fanout.local.cli import SERVER_LOG, fetch_status, running_state, serve_command
+from batch_fanout.local.cli import ServeOptions, fetch_status, spawn_endpoint
 from batch_fanout.local.clock import exchange_clock
 from batch_fanout.local.faults import exchange_faults, reclaim_jobs
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
+P = ParamSpec("P")
 
 
 @dataclass
@@ -150,54 +150,7 @@ def start_endpoint(
     runtime: str | None = None,
     gpus: int | None = None,
 ) -> EndpointHandle:
-    """Start ``batch-fanout local serve`` as a child process and return once it answers."""
-    data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / SERVER_LOG
-    command = serve_command(
-        data_dir,
-        port,
-        containers_dir=containers_dir,
-        vcpus=vcpus,
-        kill_grace_seconds=kill_grace_seconds,
-        max_log_bytes=max_log_bytes,
-        credentials_file=credentials_file,
-        runtime=runtime,
-        gpus=gpus,
-    )
-    with open(log_path, "ab") as server_log:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=server_log, stderr=server_log, env=dict(os.environ)
-        )
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        state = running_state(data_dir)
-        if state is not None and state["pid"] == process.pid:
-            return EndpointHandle(
-                state["url"], int(state["port"]), data_dir, process, credentials_for_data_dir(data_dir)
-            )
-        time.sleep(0.02)  # waiting for another process to bind its port; it has no other signal
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    tail = log_path.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"the local endpoint did not start in {START_TIMEOUT_SECONDS:g} s:\n{tail}")
-
-
-@contextlib.contextmanager
-def running_endpoint(
-    data_dir: Path,
-    port: int = 0,
-    containers_dir: Path | None = None,
-    vcpus: int | None = None,
-    *,
-    kill_grace_seconds: float | None = None,
-    max_log_bytes: int | None = None,
-    credentials_file: Path | None = None,
-    runtime: str | None = None,
-    gpus: int | None = None,
-) -> Iterator[EndpointHandle]:
-    """A running local endpoint, stopped gracefully on exit.
+    """Start ``batch-fanout local serve`` as a child process and return once it answers.
 
     :param data_dir: its data directory (state, logs)
     :param port: the port on 127.0.0.1; 0 picks a free one
@@ -209,22 +162,48 @@ def running_endpoint(
     :param credentials_file: explicit credentials (default: created in the data directory)
     :param runtime: ``process`` (default), ``podman`` or ``docker``
     :param gpus: the machine's GPUs (default: as many as the NVIDIA driver lists, none here)
+    :raises RuntimeError: when it exits or does not answer in time, with the end of its server log
     """
-    handle = start_endpoint(
-        data_dir,
-        port,
-        containers_dir,
-        vcpus,
+    data_dir = Path(data_dir).resolve()
+    options = ServeOptions(
+        containers_dir=containers_dir,
+        vcpus=vcpus,
         kill_grace_seconds=kill_grace_seconds,
         max_log_bytes=max_log_bytes,
         credentials_file=credentials_file,
         runtime=runtime,
         gpus=gpus,
     )
-    try:
-        yield handle
-    finally:
-        handle.stop()
+    process, state = spawn_endpoint(data_dir, port, options, timeout=START_TIMEOUT_SECONDS)
+    return EndpointHandle(
+        state["url"], int(state["port"]), data_dir, process, credentials_for_data_dir(data_dir)
+    )
+
+
+def _stopped_on_exit(
+    start: Callable[P, EndpointHandle],
+) -> Callable[P, contextlib.AbstractContextManager[EndpointHandle]]:
+    """A context manager that takes the arguments of ``start``, calls it on entry and stops the
+    endpoint it returns on exit (its signature, for ``help()``, is ``start``'s)."""
+
+    @contextlib.contextmanager
+    @functools.wraps(start)
+    def running(*args: P.args, **kwargs: P.kwargs) -> Iterator[EndpointHandle]:
+        handle = start(*args, **kwargs)
+        try:
+            yield handle
+        finally:
+            handle.stop()
+
+    return running
+
+
+running_endpoint = _stopped_on_exit(start_endpoint)
+running_endpoint.__name__ = running_endpoint.__qualname__ = "running_endpoint"
+running_endpoint.__doc__ = """A running local endpoint, stopped gracefully on exit.
+
+Its arguments are those of :func:`start_endpoint`.
+"""
 
 
 __all__ = ["EndpointHandle", "fetch_status", "running_endpoint", "start_endpoint"]
