@@ -16,6 +16,8 @@ from botocore.exceptions import ClientError
 
 from batch_fanout.local.testing import EndpointHandle, start_endpoint
 
+from .conftest import register_test_definition
+
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/batch-fanout/testjob:latest"
 QUEUE = "batch-fanout-queue"
 WaitStatus = Callable[..., dict[str, Any]]
@@ -23,21 +25,17 @@ Until = Callable[..., Any]
 
 
 def _definition(batch: Any, name: str, *needs: tuple[str, int]) -> str:
-    return str(
-        batch.register_job_definition(
-            jobDefinitionName=name,
-            type="container",
-            containerProperties={
-                "image": IMAGE,
-                "command": ["python", "testjob.py", "print:hello"],
-                "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}],
-            },
-            consumableResourceProperties={
-                "consumableResourceList": [
-                    {"consumableResource": resource, "quantity": quantity} for resource, quantity in needs
-                ]
-            },
-        )["jobDefinitionArn"]
+    return register_test_definition(
+        batch,
+        name,
+        containerProperties={
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}]
+        },
+        consumableResourceProperties={
+            "consumableResourceList": [
+                {"consumableResource": resource, "quantity": quantity} for resource, quantity in needs
+            ]
+        },
     )
 
 

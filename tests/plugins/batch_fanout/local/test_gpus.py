@@ -21,6 +21,8 @@ from botocore.exceptions import ClientError
 from batch_fanout.local.gpus import detect_gpus, parse_nvidia_smi_listing
 from batch_fanout.local.testing import EndpointHandle, running_endpoint, start_endpoint
 
+from .conftest import register_test_definition
+
 QUEUE = "batch-fanout-queue"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/batch-fanout/testjob:latest"
 WaitStatus = Callable[..., dict[str, Any]]
@@ -38,20 +40,16 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory, containers_dir: Path) -> 
 
 
 def _gpu_definition(batch: Any, name: str = "gpu-job", gpus: str = "1") -> str:
-    return str(
-        batch.register_job_definition(
-            jobDefinitionName=name,
-            type="container",
-            containerProperties={
-                "image": IMAGE,
-                "command": ["python", "testjob.py", "print:hello"],
-                "resourceRequirements": [
-                    {"type": "VCPU", "value": "1"},
-                    {"type": "MEMORY", "value": "128"},
-                    {"type": "GPU", "value": gpus},
-                ],
-            },
-        )["jobDefinitionArn"]
+    return register_test_definition(
+        batch,
+        name,
+        containerProperties={
+            "resourceRequirements": [
+                {"type": "VCPU", "value": "1"},
+                {"type": "MEMORY", "value": "128"},
+                {"type": "GPU", "value": gpus},
+            ]
+        },
     )
 
 
