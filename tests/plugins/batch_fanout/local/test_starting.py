@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from batch_fanout.local import CONTAINERS_DIR_ENV
-from batch_fanout.local.cli import ServeOptions, add_parser, stop_endpoint
+from batch_fanout.local.cli import ServeOptions, add_parser, running_state, spawn_endpoint, stop_endpoint
 from batch_fanout.local.testing import start_endpoint
 
 BATCH_FANOUT = [sys.executable, "-m", "batch_fanout.cli"]
@@ -81,6 +81,32 @@ def test_an_endpoint_that_exits_at_start_raises_with_the_end_of_its_log(
     )
     assert f"{data_dir / 'settings.json'} is not valid JSON" in message
     assert not (data_dir / "endpoint.json").exists()
+
+
+def _processes_naming(data_dir: Path) -> list[int]:
+    """The pids of the processes whose command line names ``data_dir``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or one that has just ended
+            continue
+        if os.fsencode(data_dir) in arguments:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_an_endpoint_that_does_not_answer_in_time_is_stopped_and_the_error_names_the_timeout(
+    tmp_path: Path, containers_dir: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    with pytest.raises(RuntimeError) as raised:
+        spawn_endpoint(data_dir, 0, ServeOptions(containers_dir=containers_dir), timeout=0)
+    assert str(raised.value).startswith(
+        f"the local endpoint did not start: it did not answer in 0 s (data directory {data_dir}):\n"
+    )
+    assert running_state(data_dir) is None
+    assert _processes_naming(data_dir) == []
 
 
 def test_local_start_that_fails_exits_1_with_the_end_of_the_server_log(tmp_path: Path) -> None:
