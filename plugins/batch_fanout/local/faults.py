@@ -18,8 +18,9 @@ across restarts until replaced::
   (counted down and stored) or for a fraction ``rate`` of them, before its input is validated (the
   server asks first, as AWS refuses a throttled call before reading it);
 - ``failures``: an attempt of a job whose name matches ``jobName`` (``*`` at the end for a prefix), of
-  an array index in ``indices`` (all when absent) and an attempt number in ``attempts`` (all when
-  absent) does not run: it fails at once with ``exitCode`` (``Essential container in task exited``), or
+  an index in ``indices`` (all when absent: an array child's ``AWS_BATCH_JOB_ARRAY_INDEX``, a multi-node
+  job's node's ``AWS_BATCH_JOB_NODE_INDEX``; a job that is neither has no index, so ``indices`` never
+  matches it) and an attempt number in ``attempts`` (all when absent) does not run: it fails at once with ``exitCode`` (``Essential container in task exited``), or
   with ``reclaim`` as a Spot reclaim does (no exit code, ``statusReason`` ``Host EC2 (instance
   i-...) terminated.``), so that ``evaluateOnExit`` rules on ``onStatusReason`` fire;
 - ``capacity``: a compute environment offers at most that many vCPUs (capacity lost), whatever its
@@ -126,6 +127,12 @@ def _check_operation(operation: str) -> None:
         raise _invalid(f"throttle.{operation} is not an AWS Batch or CloudWatch Logs operation{hint}")
 
 
+def index_of(job: Job) -> int | None:
+    """What a rule's ``indices`` match: an array child's index, or a multi-node job's node index (the
+    one ``AWS_BATCH_JOB_*_INDEX`` variable the attempt gets); ``None`` for any other job."""
+    return job.index if job.index is not None else job.node_index
+
+
 def _name_matches(pattern: str, name: str) -> bool:
     return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
 
@@ -189,7 +196,7 @@ class Faults:
         for rule in rules:
             if not _name_matches(rule["jobName"], job.name):
                 continue
-            if "indices" in rule and job.index not in rule["indices"]:
+            if "indices" in rule and index_of(job) not in rule["indices"]:
                 continue
             if "attempts" in rule and attempt_number not in rule["attempts"]:
                 continue
