@@ -8,7 +8,7 @@ AWS documents), then, within a share, the higher ``schedulingPriority``, then su
 maximum vCPUs for shares that run nothing yet. Usage is the vCPUs a share's started jobs hold now plus,
 the vCPU-seconds its attempts that ended within the decay window (``shareDecaySeconds``; 0 means AWS's
 default minimum of 600 s) of the scheduling clock (``clock``) used, each weighted down linearly with the age of its end, divided
-by the window.
+by the window. SubmitJob refuses a share that would be the 501st active in a queue (``ActiveShares``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ Handler = Callable[[dict[str, Any], str], dict[str, Any]]
 MAX_SHARE_DECAY_SECONDS = 604_800
 MAX_COMPUTE_RESERVATION = 99
 MAX_SHARE_DISTRIBUTION = 500
+MAX_ACTIVE_SHARES = 500  # AWS: no more than 500 share identifiers active in a job queue
 MIN_WEIGHT, MAX_WEIGHT = 0.0001, 999.9999
 MAX_SCHEDULING_PRIORITY = 9999
 MAX_DESCRIBE_POLICIES = 100
@@ -100,8 +101,61 @@ def _overlap(first: str, second: str) -> bool:
     return False
 
 
-def check_submit_share(params: Document, queue: Document) -> None:
-    """SubmitJob's rules on ``shareIdentifier`` and ``schedulingPriorityOverride`` for ``queue``."""
+class ActiveShares:
+    """The share identifiers active in each fair-share queue (those of its jobs that have not finished),
+    for AWS's limit of ``MAX_ACTIVE_SHARES`` per queue, checked at SubmitJob.
+
+    The submitted jobs are read from ``jobs`` (the scheduler's top-level jobs, a list that only grows)
+    as far as they have been seen; a share's jobs are kept oldest first and the finished ones dropped
+    from the front as jobs are added, so that a check costs one look at each share only when a new share
+    meets a queue that already has ``MAX_ACTIVE_SHARES``.
+
+    :param jobs: every top-level job, in submission order (after a restart too: the first check reads
+        them all)
+    """
+
+    def __init__(self, jobs: Callable[[], list[Job]]) -> None:
+        self.jobs = jobs
+        self._seen = 0
+        self._live: dict[str, dict[str, collections.deque[Job]]] = {}  # queue ARN -> share -> jobs
+
+    def _catch_up(self) -> None:
+        jobs = self.jobs()
+        for job in jobs[self._seen :]:
+            share = share_of(job)
+            if share and not job.is_terminal:
+                queue = self._live.setdefault(job.queue_arn, {}).setdefault(share, collections.deque())
+                while queue and queue[0].is_terminal:
+                    queue.popleft()
+                queue.append(job)
+        self._seen = len(jobs)
+
+    def check(self, queue: Document, share: str) -> None:
+        """Refuse a job of ``share`` that would be one share identifier too many in ``queue``."""
+        self._catch_up()
+        shares = self._live.get(queue["jobQueueArn"], {})
+        if share in shares or len(shares) < MAX_ACTIVE_SHARES:
+            return  # a listed share may have finished since: it becomes active again with this job
+        for name, jobs in list(shares.items()):
+            unfinished = [job for job in jobs if not job.is_terminal]
+            if unfinished:
+                shares[name] = collections.deque(unfinished)  # the next look is shorter
+            else:
+                del shares[name]
+        if len(shares) >= MAX_ACTIVE_SHARES:
+            raise client_error(
+                f"Job queue {queue['jobQueueName']} already has {len(shares)} active share identifiers "
+                f"(shares of jobs that have not finished): there can be no more than {MAX_ACTIVE_SHARES} "
+                f"share identifiers active in a job queue, so shareIdentifier {share!r} is refused until one "
+                "of them has no unfinished job"
+            )
+
+
+def check_submit_share(params: Document, queue: Document, active: ActiveShares) -> None:
+    """SubmitJob's rules on ``shareIdentifier`` and ``schedulingPriorityOverride`` for ``queue``.
+
+    :param active: the share identifiers active in each queue
+    """
     share = params.get("shareIdentifier")
     name = queue["jobQueueName"]
     if queue.get("schedulingPolicyArn"):
@@ -113,6 +167,7 @@ def check_submit_share(params: Document, queue: Document) -> None:
             raise client_error(
                 f"Invalid shareIdentifier {share!r}: it must be 1 to 255 letters, digits, hyphens or underscores"
             )
+        active.check(queue, share)
     elif share:
         raise client_error(
             f"Job queue {name} has no scheduling policy (it is FIFO): shareIdentifier must not be given"

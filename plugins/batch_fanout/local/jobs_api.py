@@ -9,7 +9,7 @@ from typing import Any
 
 from batch_fanout.local.engine import Engine
 from batch_fanout.local.errors import client_error
-from batch_fanout.local.fair_share import TOP_SHARES, check_submit_share
+from batch_fanout.local.fair_share import TOP_SHARES, ActiveShares, check_submit_share
 from batch_fanout.local.jobs import Job, now_ms
 from batch_fanout.local.multinode import is_multinode_parent, new_multinode_jobs
 from batch_fanout.local.submission import check_dependencies, job_spec, new_jobs
@@ -80,6 +80,7 @@ class JobsApi:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.registry = engine.registry
+        self.active_shares = ActiveShares(lambda: engine.scheduler.top_level_jobs)
         self.handlers: dict[str, Handler] = {
             "SubmitJob": self.submit_job,
             "DescribeJobs": self.describe_jobs,
@@ -103,7 +104,7 @@ class JobsApi:
                 raise client_error(f"Job definition {params['jobDefinition']} not found")
             if definition["status"] != "ACTIVE":
                 raise client_error(f"Job definition {definition['jobDefinitionArn']} is INACTIVE")
-            check_submit_share(params, queue)
+            check_submit_share(params, queue, self.active_shares)
             dependencies = check_dependencies(params.get("dependsOn") or [], array_size, engine.scheduler)
             if definition.get("type") == "multinode" or params.get("nodeOverrides"):
                 job, children = new_multinode_jobs(
