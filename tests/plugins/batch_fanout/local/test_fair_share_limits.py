@@ -19,10 +19,15 @@ LIMIT = 500
 
 
 def _refusal(call: Callable[[], Any]) -> str:
+    """The message of the ClientException (HTTP 400) that ``call`` gets."""
     with pytest.raises(ClientError) as raised:
         call()
-    assert raised.value.response["Error"]["Code"] == "ClientException"
-    return str(raised.value.response["Error"]["Message"])
+    response = raised.value.response
+    assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]) == (
+        "ClientException",
+        400,
+    )
+    return str(response["Error"]["Message"])
 
 
 def _setup(batch: Any) -> str:

@@ -20,13 +20,11 @@ ReadLog = Callable[[str], list[str]]
 TASK_EXITED = "Essential container in task exited"
 
 
-@pytest.fixture
-def faults(endpoint: EndpointHandle) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
-    """Set faults for one test; cleared after it."""
-    try:
-        yield endpoint.faults
-    finally:
-        endpoint.faults({})
+@pytest.fixture(autouse=True)
+def _no_faults_after(endpoint: EndpointHandle) -> Iterator[None]:
+    """Each test sets its own faults; none are left for the next one, whatever its outcome."""
+    yield
+    endpoint.faults({})
 
 
 def _multinode_job(batch: Any, name: str, commands: list[list[str]], **submit: Any) -> str:
@@ -52,13 +50,13 @@ def _multinode_job(batch: Any, name: str, commands: list[list[str]], **submit: A
 
 def test_an_index_fails_that_node_and_the_job_follows_its_main_node(
     batch: Any,
-    faults: Callable[[dict[str, Any]], dict[str, Any]],
+    endpoint: EndpointHandle,
     wait_status: WaitStatus,
     read_log: ReadLog,
     tmp_path: Path,
 ) -> None:
     touched = tmp_path / "touched"
-    faults({"failures": [{"jobName": "fault-node", "indices": [2], "exitCode": 7}]})
+    endpoint.faults({"failures": [{"jobName": "fault-node", "indices": [2], "exitCode": 7}]})
     # The main node waits for node 1, which starts with node 2 (nodes other than the main one start
     # together), so the rule meets node 2 before the job can end.
     job_id = _multinode_job(
@@ -77,9 +75,9 @@ def test_an_index_fails_that_node_and_the_job_follows_its_main_node(
 
 
 def test_the_main_nodes_index_fails_the_attempt_and_the_job_is_retried(
-    batch: Any, faults: Callable[[dict[str, Any]], dict[str, Any]], wait_status: WaitStatus
+    batch: Any, endpoint: EndpointHandle, wait_status: WaitStatus
 ) -> None:
-    faults({"failures": [{"jobName": "fault-main", "indices": [0], "attempts": [1], "exitCode": 5}]})
+    endpoint.faults({"failures": [{"jobName": "fault-main", "indices": [0], "attempts": [1], "exitCode": 5}]})
     job_id = _multinode_job(
         batch, "fault-main", [["print:main"], ["print:node"]], retryStrategy={"attempts": 2}
     )
@@ -91,17 +89,17 @@ def test_the_main_nodes_index_fails_the_attempt_and_the_job_is_retried(
 
 def test_indices_leave_nodes_outside_them_and_jobs_without_an_index_alone(
     batch: Any,
-    faults: Callable[[dict[str, Any]], dict[str, Any]],
+    endpoint: EndpointHandle,
     submit: Callable[..., str],
     wait_status: WaitStatus,
     tmp_path: Path,
 ) -> None:
     touched = tmp_path / "touched"
-    faults({"failures": [{"jobName": "fault-none*", "indices": [5], "exitCode": 9}]})
+    endpoint.faults({"failures": [{"jobName": "fault-none*", "indices": [5], "exitCode": 9}]})
     job_id = _multinode_job(batch, "fault-none-nodes", [[f"wait:{touched}"], [f"touch:{touched}"]])
     assert wait_status(job_id)["status"] == "SUCCEEDED"
     # Node 1 ran its command (the main node waited for it). It may end on its own or be stopped when
     # the main node exits: either way, not by the rule.
     assert touched.exists()
-    faults({"failures": [{"jobName": "fault-none*", "indices": [0], "exitCode": 9}]})
+    endpoint.faults({"failures": [{"jobName": "fault-none*", "indices": [0], "exitCode": 9}]})
     assert wait_status(submit("print:x", name="fault-none-plain"))["status"] == "SUCCEEDED"
