@@ -40,7 +40,7 @@ and one run at a time keeps runs from competing for the same compute environment
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 # Airflow's DAG processor imports the airflow.* modules a DAG file names once, before it parses each
 # file in a fresh process (``parsing_pre_import_modules``); naming the Amazon provider's Batch modules
@@ -69,7 +69,6 @@ LEADER_PARAMETERS = {
     "shards": "{{ params.tests }}",
     "origins": "all",
 }
-METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
 
 
 def params(mode: Mode) -> dict[str, Param]:
@@ -84,42 +83,15 @@ def params(mode: Mode) -> dict[str, Param]:
             title="Work size",
             description="Number of stress-ng tests, and of shortest-path shards (the arrays are linked per index).",
         ),
-        "stress_duration": Param(
-            2,
-            type="integer",
-            minimum=1,
-            maximum=3600,
-            title="Seconds per stress test",
-            description="How long each stress-ng test runs (its --timeout).",
-        ),
-        "methods": Param(
-            "all",
-            type="string",
-            pattern=METHOD_LIST,
-            title="stress-ng CPU methods to include (comma list or all)",
-            description="The CPU methods the leader may pick tests from: 'all', or a comma list such as fft,int64.",
-        ),
-        "exclude_methods": Param(
-            "none",
-            type="string",
-            pattern=METHOD_LIST,
-            title="stress-ng CPU methods to exclude (comma list or none)",
-            description="CPU methods never to test: 'none', or a comma list.",
-        ),
+        **p.stress_params(with_other_workloads=True),
         **p.graph_params(),
-        "fail_once_indices": Param(
-            "none",
-            type="string",
-            pattern=r"^(none|[0-9]+(,[0-9]+)*)$",
-            title="Failure injection",
-            description=(
-                "Logical indices whose stress-ng child fails on its first try. "
-                + (
-                    "The task's retry reruns only those."
-                    if staged
-                    else "The run fails, and clearing submit_stress_ng (with downstream) reruns only those."
-                )
-            ),
+        **p.fail_once_params(
+            "Logical indices whose stress-ng child fails on its first try. "
+            + (
+                "The task's retry reruns only those."
+                if staged
+                else "The run fails, and clearing submit_stress_ng (with downstream) reruns only those."
+            )
         ),
     }
     if staged:
@@ -137,18 +109,17 @@ def batch_fanout_dag(dag_id: str, mode: Mode, default_schedule: str | None) -> D
     """The pipeline as a DAG submitting in ``mode``."""
     staged = mode == "stage_by_stage"
     tolerated = {"tolerated_failures": "{{ params.tolerated_failures }}"} if staged else {}
-    with DAG(
-        dag_id=dag_id,
-        schedule=p.schedule(dag_id, default_schedule),
-        start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-        catchup=False,
+
+    @p.dag(
+        dag_id,
+        default_schedule=default_schedule,
         max_active_runs=1,
         dagrun_timeout=timedelta(hours=6),
-        default_args=p.default_args(),
-        tags=["batch-fanout", "aws-batch", "stress-ng", "shortest-paths", mode],
+        tags=["stress-ng", "shortest-paths", mode],
         doc_md=__doc__,
         params=params(mode),
-    ) as dag:
+    )
+    def pipeline() -> None:
         p.fanout(
             mode=mode,
             leader=p.job("leader", p.LEADER, parameters=LEADER_PARAMETERS),
@@ -176,7 +147,9 @@ def batch_fanout_dag(dag_id: str, mode: Mode, default_schedule: str | None) -> D
                 parameters={"tolerated_failures": tolerated.get("tolerated_failures", "0")},
             ),
         )
-    return dag
+
+    built: DAG = pipeline()
+    return built
 
 
 # A task's process, and `airflow dags test`, parse the file for one DAG (Airflow's parsing context

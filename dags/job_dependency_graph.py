@@ -29,7 +29,7 @@ each step once it saw the one before succeed, one after another (to compare the 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 # Airflow's DAG processor imports the airflow.* modules a DAG file names once, before it parses each
 # file in a fresh process (``parsing_pre_import_modules``); naming the Amazon provider's Batch modules
@@ -38,7 +38,7 @@ from datetime import datetime, timedelta, timezone
 import airflow.providers.amazon.aws.operators.batch
 import airflow.providers.amazon.aws.sensors.base_aws
 import airflow.sdk.definitions.decorators  # noqa: F401  (airflow.sdk loads @task lazily)
-from airflow.sdk import DAG, Param, dag, get_current_context, get_parsing_context, task
+from airflow.sdk import DAG, Param, get_current_context, get_parsing_context, task
 
 from batch_fanout.fanout import Mode, Stage
 from batch_fanout_project import pipeline as p
@@ -60,15 +60,12 @@ def job_dependency_graph_dag(dag_id: str = "job_dependency_graph", mode: Mode = 
     for comparison, measured by ``benchmarks/pipeline.py``) runs the steps one after another in the
     order of :data:`GRAPH`, each once Airflow saw the last succeed."""
 
-    @dag(
-        dag_id=dag_id,
-        schedule=p.schedule(dag_id, None),
-        start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-        catchup=False,
+    @p.dag(
+        dag_id,
+        default_schedule=None,
         max_active_runs=4,
         dagrun_timeout=timedelta(hours=2),
-        default_args=p.default_args(),
-        tags=["batch-fanout", "aws-batch", "dependencies"],
+        tags=["dependencies"],
         doc_md=__doc__,
         params={
             "work_seconds": Param(

@@ -22,7 +22,7 @@ it); catch-up is off, and several runs may go at once since each has its own res
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 # Airflow's DAG processor imports the airflow.* modules a DAG file names once, before it parses each
 # file in a fresh process (``parsing_pre_import_modules``); naming the Amazon provider's Batch modules
@@ -31,20 +31,17 @@ from datetime import datetime, timedelta, timezone
 import airflow.providers.amazon.aws.operators.batch
 import airflow.providers.amazon.aws.sensors.base_aws
 import airflow.sdk.definitions.decorators  # noqa: F401  (airflow.sdk loads @task lazily)
-from airflow.sdk import Param, dag
+from airflow.sdk import Param
 
 from batch_fanout_project import pipeline as p
 
 
-@dag(
-    dag_id="shortest_path_all_pairs",
-    schedule=p.schedule("shortest_path_all_pairs", None),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
+@p.dag(
+    "shortest_path_all_pairs",
+    default_schedule=None,
     max_active_runs=2,
     dagrun_timeout=timedelta(hours=12),
-    default_args=p.default_args(),
-    tags=["batch-fanout", "aws-batch", "shortest-paths"],
+    tags=["shortest-paths"],
     doc_md=__doc__,
     params={
         **p.graph_params(),
@@ -70,12 +67,8 @@ from batch_fanout_project import pipeline as p
             title="Print paths for",
             description="'none', or ORIGIN or ORIGIN:TARGET entries (node ids) whose full paths are written.",
         ),
-        "fail_once_indices": Param(
-            "none",
-            type="string",
-            pattern=r"^(none|[0-9]+(,[0-9]+)*)$",
-            title="Failure injection",
-            description="Shard indices that fail on their first try: the run fails; clear submit_shortest_path (with downstream) and only those shards run again.",
+        **p.fail_once_params(
+            "Shard indices that fail on their first try: the run fails; clear submit_shortest_path (with downstream) and only those shards run again."
         ),
     },
 )

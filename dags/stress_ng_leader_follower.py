@@ -24,7 +24,7 @@ cannot be measured afterwards, and one run at a time keeps runs from stressing t
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 # Airflow's DAG processor imports the airflow.* modules a DAG file names once, before it parses each
 # file in a fresh process (``parsing_pre_import_modules``); naming the Amazon provider's Batch modules
@@ -33,22 +33,17 @@ from datetime import datetime, timedelta, timezone
 import airflow.providers.amazon.aws.operators.batch
 import airflow.providers.amazon.aws.sensors.base_aws
 import airflow.sdk.definitions.decorators  # noqa: F401  (airflow.sdk loads @task lazily)
-from airflow.sdk import Param, dag
+from airflow.sdk import Param
 
 from batch_fanout_project import pipeline as p
 
-METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
 
-
-@dag(
-    dag_id="stress_ng_leader_follower",
-    schedule=p.schedule("stress_ng_leader_follower", "@hourly"),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
+@p.dag(
+    "stress_ng_leader_follower",
+    default_schedule="@hourly",
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=1),
-    default_args=p.default_args(),
-    tags=["batch-fanout", "aws-batch", "stress-ng"],
+    tags=["stress-ng"],
     doc_md=__doc__,
     params={
         "tests": Param(
@@ -59,42 +54,9 @@ METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
             title="Number of stress-ng tests",
             description="One follower child per test.",
         ),
-        "stress_duration": Param(
-            2,
-            type="integer",
-            minimum=1,
-            maximum=3600,
-            title="Seconds per test",
-            description="How long each stress-ng test runs (its --timeout).",
-        ),
-        "stressors": Param(
-            1,
-            type="integer",
-            minimum=1,
-            maximum=64,
-            title="stress-ng CPU stressors per test",
-            description="Parallel CPU stressors in each test (stress-ng --cpu N).",
-        ),
-        "methods": Param(
-            "all",
-            type="string",
-            pattern=METHOD_LIST,
-            title="CPU methods to include (comma list or all)",
-            description="The CPU methods the leader may pick tests from: 'all', or a comma list such as fft,int64.",
-        ),
-        "exclude_methods": Param(
-            "none",
-            type="string",
-            pattern=METHOD_LIST,
-            title="CPU methods to exclude (comma list or none)",
-            description="CPU methods never to test: 'none', or a comma list.",
-        ),
-        "fail_once_indices": Param(
-            "none",
-            type="string",
-            pattern=r"^(none|[0-9]+(,[0-9]+)*)$",
-            title="Failure injection",
-            description="Logical indices whose child fails on its first try: the run fails; clear submit_followers (with downstream) and only those children run again.",
+        **p.stress_params(stressors=True),
+        **p.fail_once_params(
+            "Logical indices whose child fails on its first try: the run fails; clear submit_followers (with downstream) and only those children run again."
         ),
     },
 )

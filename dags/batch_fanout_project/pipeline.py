@@ -1,4 +1,5 @@
-"""What the project's DAGs share: names, default arguments, job environments, the fan-out of the
+"""What the project's DAGs share: names, the DAG arguments every project DAG has (:func:`dag`), the
+trigger-form parameters of the workloads, default arguments, job environments, the fan-out of the
 project's jobs, and the task that reads a run's report.
 
 Every name the project's DAGs use for Airflow and AWS Batch objects is written here once. Everything
@@ -9,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from batch_fanout.fanout import Array, FanOut, Mode, Preflight, Stage, fan_out
 from batch_fanout.notifications.failure import RunFailureNotifier
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator, Context
+    from airflow.sdk import DAG, BaseOperator, Context
 
 #: The Airflow AWS connection of every project DAG (the local endpoint or AWS).
 AWS_CONN_ID = "batch_fanout_aws"
@@ -49,6 +50,124 @@ SPECS_DIR = Path(__file__).resolve().parents[2] / "include" / "specs"
 # Seconds between DescribeJobs polls. One call per poll whatever the array size, so a short interval
 # is cheap; it bounds how late Airflow notices that a job ended.
 POLL_SECONDS = 5
+
+#: The start of every project DAG's schedule. Catch-up is off for every one of them: an interval that
+#: was missed is not run afterwards (each DAG's documentation says why).
+START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+#: The tags every project DAG carries before its own.
+TAGS = ("batch-fanout", "aws-batch")
+#: The leader's grammar of a stress-ng CPU method filter: ``all``, ``none`` or a comma list.
+METHOD_LIST = r"^(all|none|[a-z0-9]+(,[a-z0-9]+)*)$"
+
+
+def dag(
+    dag_id: str,
+    *,
+    default_schedule: str | None,
+    max_active_runs: int,
+    dagrun_timeout: timedelta,
+    tags: Sequence[str],
+    doc_md: str | None,
+    params: Mapping[str, Any],
+    **dag_arguments: Any,
+) -> Callable[[Callable[[], None]], Callable[[], DAG]]:
+    """Airflow's ``@dag`` with what every project DAG shares: it starts at :data:`START_DATE` with
+    catch-up off, its tasks take :func:`default_args`, its schedule is ``default_schedule`` unless
+    the environment overrides it (:func:`schedule`), and its tags are :data:`TAGS` then ``tags``.
+
+    :param dag_id: the DAG's id.
+    :param default_schedule: its schedule (a cron expression, a preset, or ``None`` for on demand).
+    :param max_active_runs: how many of its runs may go at once.
+    :param dagrun_timeout: how long one of its runs may take.
+    :param tags: its own tags, after :data:`TAGS`.
+    :param doc_md: its documentation (the DAG file's docstring).
+    :param params: its trigger form.
+    :param dag_arguments: any other argument of Airflow's ``@dag``.
+    """
+    from airflow.sdk import dag as airflow_dag
+
+    return airflow_dag(
+        dag_id=dag_id,
+        schedule=schedule(dag_id, default_schedule),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=max_active_runs,
+        dagrun_timeout=dagrun_timeout,
+        default_args=default_args(),
+        tags=[*TAGS, *tags],
+        doc_md=doc_md,
+        params=dict(params),
+        **dag_arguments,
+    )
+
+
+def stress_params(*, stressors: bool = False, with_other_workloads: bool = False) -> dict[str, Any]:
+    """The trigger form's stress-ng parameters (``stress_duration``, ``methods``,
+    ``exclude_methods``) of the DAGs that run stress-ng tests.
+
+    :param stressors: also offer ``stressors``, the CPU stressors per test (else the DAG sets them).
+    :param with_other_workloads: the DAG runs other workloads too, so the titles say which tests and
+        methods are stress-ng's.
+    """
+    from airflow.sdk import Param
+
+    stress, stress_ng = ("stress ", "stress-ng ") if with_other_workloads else ("", "")
+    form: dict[str, Any] = {
+        "stress_duration": Param(
+            2,
+            type="integer",
+            minimum=1,
+            maximum=3600,
+            title=f"Seconds per {stress}test",
+            description="How long each stress-ng test runs (its --timeout).",
+        )
+    }
+    if stressors:
+        form["stressors"] = Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=64,
+            title="stress-ng CPU stressors per test",
+            description="Parallel CPU stressors in each test (stress-ng --cpu N).",
+        )
+    # The two method filters; each one's default is the word it takes instead of a list.
+    for name, default, verb, description in (
+        (
+            "methods",
+            "all",
+            "include",
+            "The CPU methods the leader may pick tests from: 'all', or a comma list such as fft,int64.",
+        ),
+        ("exclude_methods", "none", "exclude", "CPU methods never to test: 'none', or a comma list."),
+    ):
+        form[name] = Param(
+            default,
+            type="string",
+            pattern=METHOD_LIST,
+            title=f"{stress_ng}CPU methods to {verb} (comma list or {default})",
+            description=description,
+        )
+    return form
+
+
+def fail_once_params(description: str) -> dict[str, Any]:
+    """The trigger form's failure injection, ``fail_once_indices``: the logical indices whose child
+    fails on its first try (in the jobs given :func:`job_overrides` with ``fail_once=True``).
+
+    :param description: what the injected failure does in this DAG and how its children run again.
+    """
+    from airflow.sdk import Param
+
+    return {
+        "fail_once_indices": Param(
+            "none",
+            type="string",
+            pattern=r"^(none|[0-9]+(,[0-9]+)*)$",
+            title="Failure injection",
+            description=description,
+        )
+    }
 
 
 def graph_params() -> dict[str, Any]:
