@@ -29,17 +29,15 @@ def jobs_by_id(batch_client: Any, job_ids: list[str]) -> dict[str, dict[str, Any
 
 @pytest.mark.slow
 def test_all_at_once_runs_both_workloads_and_batch_gates_every_job(
-    *,
-    capacity_held_until_submitted: Any,
-    project_dag: Any,
-    run_dag: Any,
-    pipeline_settings: str,
-    batch_client: Any,
-    xcom: Any,
+    run_all_at_once: Any, pipeline_settings: str, batch_client: Any, xcom: Any
 ) -> None:
-    with capacity_held_until_submitted("batch-fanout-aggregator"):
-        dag_run = run_dag(project_dag("batch_fanout"), conf=TINY)
-    assert dag_run.state == "success"
+    # No job can start before the aggregator, the last one submitted, is in Batch.
+    dag_run, jobs = run_all_at_once(
+        "batch_fanout",
+        TINY,
+        stages=("leader", "stress_ng", "shortest_path", "aggregator"),
+        last_job="batch-fanout-aggregator",
+    )
 
     report = report_of(pipeline_settings, dag_run)
     summary = report["summary"]
@@ -55,14 +53,8 @@ def test_all_at_once_runs_both_workloads_and_batch_gates_every_job(
     assert (run_folder(pipeline_settings, dag_run) / "report" / "report.html").stat().st_size > 1000
     assert xcom(dag_run, "report")["report_html"].endswith("/report/report.html")
 
-    ids = {
-        name: xcom(dag_run, f"submit_{name}")
-        for name in ("leader", "stress_ng", "shortest_path", "aggregator")
-    }
-    parents = jobs_by_id(batch_client, list(ids.values()))
-    leader = parents[ids["leader"]]
-    # Every job was in Batch before the leader finished: Batch, not Airflow, gated the stages.
-    assert all(job["createdAt"] <= leader["stoppedAt"] for job in parents.values())
+    ids = {name: job["jobId"] for name, job in jobs.items()}
+    leader = jobs["leader"]
     stress_children = jobs_by_id(batch_client, [f"{ids['stress_ng']}:{i}" for i in range(3)])
     path_children = jobs_by_id(batch_client, [f"{ids['shortest_path']}:{i}" for i in range(3)])
     for index in range(3):
@@ -75,7 +67,7 @@ def test_all_at_once_runs_both_workloads_and_batch_gates_every_job(
     assert min(job["startedAt"] for job in path_children.values()) < max(
         job["stoppedAt"] for job in stress_children.values()
     )
-    aggregator = parents[ids["aggregator"]]
+    aggregator = jobs["aggregator"]
     assert aggregator["startedAt"] >= max(job["stoppedAt"] for job in path_children.values())
 
 
