@@ -44,6 +44,17 @@ def test_every_dag_has_tags_docs_owner_and_retries(dag_bag: Any) -> None:
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
+def test_every_dag_takes_what_the_project_dags_share(dag_bag: Any) -> None:
+    from batch_fanout_project import pipeline
+
+    for dag_id, dag in dag_bag.dags.items():
+        assert dag.start_date == pipeline.START_DATE, dag_id
+        assert dag.catchup is False, dag_id
+        assert set(pipeline.TAGS) <= set(dag.tags), dag_id
+        assert dag.default_args["owner"] == pipeline.OWNER, dag_id
+        assert dag.dagrun_timeout is not None, f"{dag_id} leaves dagrun_timeout unset"
+
+
 PARSE_WITH_NO_NETWORK = """
 import socket, sys, time
 
