@@ -31,7 +31,6 @@ Needs g++ and Debian's ``libboost-graph-dev`` (installed with apt-get when missi
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import platform
@@ -372,25 +371,20 @@ def cold_start() -> tuple[float, float]:
     return seconds[0], seconds[1]
 
 
-def dag_defaults(dag_file: str, grid_key: str, shards_key: str) -> tuple[str, int]:
-    """The default grid and shard count of a DAG's trigger form, read from its file (no Airflow import):
-    the first argument of the ``Param`` under each key."""
-    found: dict[str, object] = {}
-    for node in ast.walk(ast.parse((DAGS / dag_file).read_text())):
-        if isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values, strict=True):
-                if (
-                    isinstance(key, ast.Constant)
-                    and key.value in (grid_key, shards_key)
-                    and isinstance(value, ast.Call)
-                    and getattr(value.func, "id", None) == "Param"
-                    and value.args
-                    and isinstance(value.args[0], ast.Constant)
-                ):
-                    found[key.value] = value.args[0].value
-    if set(found) != {grid_key, shards_key}:
-        raise SystemExit(f"{dag_file}: no Param default for {grid_key} and {shards_key}")
-    return str(found[grid_key]), int(str(found[shards_key]))
+def dag_defaults(dag_file: str, dag_id: str, grid_key: str, shards_key: str) -> tuple[str, int]:
+    """The default grid and shard count of a DAG's trigger form, from the DAG as Airflow's DagBag
+    loads it from its file (the form's fields may come from the project package)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    if str(DAGS) not in sys.path:
+        sys.path.insert(0, str(DAGS))  # as Airflow puts the DAG folder there: the files import the package
+    bag = DagBag(dag_folder=str(DAGS / dag_file))
+    if bag.import_errors or dag_id not in bag.dags:
+        raise SystemExit(f"{dag_file}: DAG {dag_id} did not load: {bag.import_errors or 'not in the file'}")
+    params = bag.dags[dag_id].params
+    if grid_key not in params or shards_key not in params:
+        raise SystemExit(f"{dag_file}: DAG {dag_id} has no {grid_key} and {shards_key} in its trigger form")
+    return str(params[grid_key]), int(params[shards_key])
 
 
 @dataclass
@@ -632,8 +626,10 @@ def startup_section(image: str | None = None) -> tuple[str, float, float, tuple[
     breakdown, breakdown_loads = startup_breakdown()
     # The DAGs' trigger-form defaults, read from their files; shapes they share are run once.
     defaults = {
-        "shortest_path_all_pairs": dag_defaults("shortest_path_all_pairs.py", "grid", "shards"),
-        "batch_fanout": dag_defaults("batch_fanout_pipeline.py", "grid", "tests"),
+        "shortest_path_all_pairs": dag_defaults(
+            "shortest_path_all_pairs.py", "shortest_path_all_pairs", "grid", "shards"
+        ),
+        "batch_fanout": dag_defaults("batch_fanout_pipeline.py", "batch_fanout", "grid", "tests"),
     }
     shapes: dict[tuple[str, int], list[str]] = {}
     for dag_id, shape in defaults.items():
