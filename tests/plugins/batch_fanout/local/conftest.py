@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +41,13 @@ def batch(endpoint: EndpointHandle) -> Any:
 @pytest.fixture(scope="module")
 def logs(endpoint: EndpointHandle) -> Any:
     return endpoint.client("logs")
+
+
+def endpoint_in(data_dir: Path, **options: Any) -> contextlib.AbstractContextManager[EndpointHandle]:
+    """A test's own endpoint on ``data_dir``, running the test job's images with a 2 s kill grace (unless
+    ``options`` say otherwise), stopped on exit: for tests that kill, stop or restart an endpoint
+    (started again on the same ``data_dir``, it is restarted)."""
+    return running_endpoint(data_dir, containers_dir=CONTAINERS_DIR, **{"kill_grace_seconds": 2, **options})
 
 
 def register_test_definition(batch: Any, name: str = "testjob", **extra: Any) -> str:
@@ -83,6 +93,38 @@ def submit(batch: Any, definition: str) -> Callable[..., str]:
     return submit_job
 
 
+def create_queue(batch: Any, name: str, vcpus: int, **extra: Any) -> str:
+    """A job queue of its own managed EC2 compute environment of ``vcpus`` vCPUs; returns its name."""
+    environment = batch.create_compute_environment(
+        computeEnvironmentName=f"{name}-ce",
+        type="MANAGED",
+        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": vcpus, "subnets": []},
+    )["computeEnvironmentArn"]
+    batch.create_job_queue(
+        jobQueueName=name,
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
+        **extra,
+    )
+    return name
+
+
+def job_statuses(batch: Any, *job_ids: str) -> dict[str, str]:
+    """Each job's status by id, from one DescribeJobs call (for a test's own endpoint, which the
+    module's ``describe`` fixture does not reach)."""
+    return {job["jobId"]: job["status"] for job in batch.describe_jobs(jobs=list(job_ids))["jobs"]}
+
+
+def attempt_journal(data_dir: Path) -> dict[str, dict[str, Any]]:
+    """What the supervisors recorded, by attempt (the journals' documented format)."""
+    entries: dict[str, dict[str, Any]] = {}
+    for path in sorted((data_dir / "logs").glob("journal-*.jsonl")):
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            entries.setdefault(entry.pop("attempt"), {}).update(entry)
+    return entries
+
+
 def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll ``condition`` until it returns something true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -119,28 +161,54 @@ def wait_status(describe: Callable[[str], dict[str, Any]]) -> Callable[..., dict
     return wait
 
 
+def log_messages(logs: Any, stream: str) -> list[str]:
+    """The messages of a log stream, read with GetLogEvents from the head, following the tokens."""
+    messages: list[str] = []
+    token = None
+    while True:
+        kwargs: dict[str, Any] = {
+            "logGroupName": "/aws/batch/job",
+            "logStreamName": stream,
+            "startFromHead": True,
+        }
+        if token:
+            kwargs["nextToken"] = token
+        response = logs.get_log_events(**kwargs)
+        messages.extend(event["message"] for event in response["events"])
+        if response["nextForwardToken"] == token or not response["events"]:
+            return messages
+        token = response["nextForwardToken"]
+
+
 @pytest.fixture(scope="module")
 def read_log(logs: Any) -> Callable[[str], list[str]]:
-    """The messages of a log stream, read with GetLogEvents from the head, following the tokens."""
+    """The messages of a log stream of the module's endpoint (see ``log_messages``)."""
+    return functools.partial(log_messages, logs)
 
-    def read(stream: str) -> list[str]:
-        messages: list[str] = []
-        token = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "logGroupName": "/aws/batch/job",
-                "logStreamName": stream,
-                "startFromHead": True,
-            }
-            if token:
-                kwargs["nextToken"] = token
-            response = logs.get_log_events(**kwargs)
-            messages.extend(event["message"] for event in response["events"])
-            if response["nextForwardToken"] == token or not response["events"]:
-                return messages
-            token = response["nextForwardToken"]
 
-    return read
+@pytest.fixture(scope="session")
+def statuses() -> Callable[..., dict[str, str]]:
+    """``statuses(batch, *job_ids)``: each job's status by id (see ``job_statuses``)."""
+    return job_statuses
+
+
+def wait_held_then_released(batch: Any, holder: str, waiting: str, release: Path, held: str) -> None:
+    """While ``holder`` runs, ``waiting`` waits RUNNABLE for what ``holder`` holds (``held`` names it in a
+    failure); once ``release`` (which ``holder`` waits for) is touched, both succeed."""
+    wait_until(
+        lambda: job_statuses(batch, holder, waiting) == {holder: "RUNNING", waiting: "RUNNABLE"}, what=held
+    )
+    release.touch()
+    wait_until(
+        lambda: job_statuses(batch, holder, waiting) == dict.fromkeys((holder, waiting), "SUCCEEDED"),
+        what="both jobs to succeed",
+    )
+
+
+@pytest.fixture(scope="session")
+def held_then_released() -> Callable[..., None]:
+    """``held_then_released(batch, holder, waiting, release, held)``: see ``wait_held_then_released``."""
+    return wait_held_then_released
 
 
 @pytest.fixture(scope="session")

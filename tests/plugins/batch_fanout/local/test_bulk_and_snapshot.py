@@ -14,29 +14,17 @@ from batch_fanout.local.batch_api import BatchApi
 from batch_fanout.local.engine import Engine
 from batch_fanout.local.protocol import service_model
 
+from .conftest import create_queue
+
 Submit = Callable[..., str]
 WaitStatus = Callable[..., dict[str, Any]]
 DOCS = Path(__file__).resolve().parents[4] / "docs" / "local-endpoint.md"
 
 
-def _one_vcpu_queue(batch: Any, name: str) -> str:
-    environment = batch.create_compute_environment(
-        computeEnvironmentName=f"{name}-ce",
-        type="MANAGED",
-        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": 1, "subnets": []},
-    )["computeEnvironmentArn"]
-    batch.create_job_queue(
-        jobQueueName=name,
-        priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
-    )
-    return name
-
-
 def test_snapshot_lists_the_front_of_the_queue_and_bulk_calls_stop_jobs(
     batch: Any, submit: Submit, wait_status: WaitStatus, tmp_path: Path
 ) -> None:
-    queue = _one_vcpu_queue(batch, "snapshot")
+    queue = create_queue(batch, "snapshot", 1)
     gate = submit("spin", name="gate", jobQueue=queue)
     wait_status(gate, ("RUNNING",))
     waiting = [submit("print:never", name=f"waiting{index}", jobQueue=queue) for index in range(3)]

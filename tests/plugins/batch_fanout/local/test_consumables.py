@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from batch_fanout.local.testing import EndpointHandle, start_endpoint
+from batch_fanout.local.testing import EndpointHandle, running_endpoint
 
 from .conftest import register_test_definition
 
@@ -298,12 +298,15 @@ def test_a_non_replenishable_resource_is_used_up_until_it_is_added_to(
 
 
 def test_resources_and_what_running_jobs_hold_survive_a_restart(
-    tmp_path: Path, containers_dir: Path, until: Until
+    tmp_path: Path,
+    containers_dir: Path,
+    statuses: Callable[..., dict[str, str]],
+    held_then_released: Callable[..., None],
+    until: Until,
 ) -> None:
     data_dir = tmp_path / "data"
     release = tmp_path / "release"
-    handle = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4)
-    try:
+    with running_endpoint(data_dir, containers_dir=containers_dir, vcpus=4) as handle:
         batch = handle.client("batch")
         batch.create_consumable_resource(consumableResourceName="seat", totalQuantity=1)
         batch.create_consumable_resource(
@@ -311,28 +314,16 @@ def test_resources_and_what_running_jobs_hold_survive_a_restart(
         )
         definition = _definition(batch, "seated", ("seat", 1), ("credits", 2))
         holder = _submit(batch, definition, f"wait:{release}")
-        until(
-            lambda: batch.describe_jobs(jobs=[holder])["jobs"][0]["status"] == "RUNNING", what="holder runs"
-        )
+        until(lambda: statuses(batch, holder) == {holder: "RUNNING"}, what="holder runs")
         handle.kill()
-        handle = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4)
-        batch = handle.client("batch")
+    with running_endpoint(data_dir, containers_dir=containers_dir, vcpus=4) as restarted:
+        batch = restarted.client("batch")
         assert _quantities(batch, "seat") == (1, 1, 0)
         assert _quantities(batch, "credits") == (3, 2, 3)
         waiting = _submit(batch, definition, "print:next")
-
-        def statuses() -> dict[str, str]:
-            return {
-                job["jobId"]: job["status"] for job in batch.describe_jobs(jobs=[holder, waiting])["jobs"]
-            }
-
-        until(lambda: statuses() == {holder: "RUNNING", waiting: "RUNNABLE"}, what="the seat still held")
-        release.touch()
-        until(lambda: set(statuses().values()) == {"SUCCEEDED"}, what="both jobs to succeed")
+        held_then_released(batch, holder, waiting, release, held="the seat still held")
         assert _quantities(batch, "seat") == (1, 0, 1)
         assert _quantities(batch, "credits") == (1, 0, 1)
-    finally:
-        handle.stop()
 
 
 def test_a_replenishable_quantity_comes_back_after_each_failed_attempt(

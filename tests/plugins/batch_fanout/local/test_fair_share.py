@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from batch_fanout.local.testing import EndpointHandle, running_endpoint, start_endpoint
+from batch_fanout.local.testing import EndpointHandle, running_endpoint
 
-from .conftest import CONTAINERS_DIR, register_test_definition
+from .conftest import CONTAINERS_DIR, create_queue, register_test_definition
 
 Submit = Callable[..., str]
 WaitStatus = Callable[..., dict[str, Any]]
@@ -35,21 +35,6 @@ def _error(call: Callable[[], Any]) -> str:
 
 def _policy(batch: Any, name: str, **fairshare: Any) -> str:
     return str(batch.create_scheduling_policy(name=name, fairsharePolicy=fairshare)["arn"])
-
-
-def _queue(batch: Any, name: str, vcpus: int, **extra: Any) -> str:
-    environment = batch.create_compute_environment(
-        computeEnvironmentName=f"{name}-ce",
-        type="MANAGED",
-        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": vcpus, "subnets": []},
-    )["computeEnvironmentArn"]
-    batch.create_job_queue(
-        jobQueueName=name,
-        priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
-        **extra,
-    )
-    return name
 
 
 def _vcpus(count: int) -> dict[str, Any]:
@@ -142,9 +127,9 @@ def test_queues_keep_their_kind_and_a_policy_in_use_cannot_be_deleted(batch: Any
     first = _policy(batch, "kind-first")
     second = _policy(batch, "kind-second")
     missing = first.replace("kind-first", "kind-missing")
-    assert "not found" in _error(lambda: _queue(batch, "kind-bad", 1, schedulingPolicyArn=missing))
-    _queue(batch, "kind-fair", 1, schedulingPolicyArn=first)
-    _queue(batch, "kind-fifo", 1)
+    assert "not found" in _error(lambda: create_queue(batch, "kind-bad", 1, schedulingPolicyArn=missing))
+    create_queue(batch, "kind-fair", 1, schedulingPolicyArn=first)
+    create_queue(batch, "kind-fifo", 1)
     queue = batch.describe_job_queues(jobQueues=["kind-fair"])["jobQueues"][0]
     assert queue["schedulingPolicyArn"] == first
 
@@ -201,7 +186,7 @@ def test_a_lower_weight_factor_gets_more_of_the_queue(
             {"shareIdentifier": "li*", "weightFactor": 0.25},
         ],
     )
-    queue = _queue(batch, "weights", 4, schedulingPolicyArn=policy)
+    queue = create_queue(batch, "weights", 4, schedulingPolicyArn=policy)
     release = tmp_path / "release"
     # A 4-vCPU gate holds the queue while the arrays queue up, so that dispatch happens in one round.
     gate = submit(f"wait:{release}", jobQueue=queue, shareIdentifier="gate", containerOverrides=_vcpus(4))
@@ -276,7 +261,7 @@ def test_within_a_share_higher_priority_goes_first_then_submission_order(
     batch: Any, submit: Submit, wait_status: WaitStatus, until: Until, tmp_path: Path
 ) -> None:
     policy = _policy(batch, "priorities")
-    queue = _queue(batch, "priorities", 1, schedulingPolicyArn=policy)
+    queue = create_queue(batch, "priorities", 1, schedulingPolicyArn=policy)
     release = tmp_path / "release"
     gate = submit(f"wait:{release}", jobQueue=queue, shareIdentifier="gate")
     wait_status(gate, ("RUNNING",))
@@ -302,7 +287,7 @@ def test_compute_reservation_holds_vcpus_back_for_shares_that_run_nothing_yet(
     batch: Any, submit: Submit, wait_status: WaitStatus, until: Until, tmp_path: Path
 ) -> None:
     policy = _policy(batch, "reserve", computeReservation=50)
-    queue = _queue(batch, "reserve", 4, schedulingPolicyArn=policy)
+    queue = create_queue(batch, "reserve", 4, schedulingPolicyArn=policy)
     release = tmp_path / "release"
     first = submit(f"wait:{release}", jobQueue=queue, shareIdentifier="first", arrayProperties={"size": 4})
     # One active share: (50/100)^1 of the 4 vCPUs is held back, so "first" gets 2 of them.
@@ -334,7 +319,7 @@ def test_share_decay_counts_recent_work_and_forgets_it_after_the_window(
 ) -> None:
     name = f"decay-{share_decay_seconds}"
     policy = _policy(batch, name, shareDecaySeconds=share_decay_seconds)
-    queue = _queue(batch, name, 1, schedulingPolicyArn=policy)
+    queue = create_queue(batch, name, 1, schedulingPolicyArn=policy)
     assert (
         wait_status(submit("print:earlier", jobQueue=queue, shareIdentifier="past"))["status"] == "SUCCEEDED"
     )
@@ -382,7 +367,7 @@ def test_a_job_at_the_head_of_the_queue_in_runnable_too_long_is_cancelled_with_t
                 jobStateTimeLimitActions=[{**limits[0], **bad}],
             )
         )
-    queue = _queue(batch, "limits", 1, jobStateTimeLimitActions=limits)
+    queue = create_queue(batch, "limits", 1, jobStateTimeLimitActions=limits)
     assert batch.describe_job_queues(jobQueues=[queue])["jobQueues"][0]["jobStateTimeLimitActions"] == limits
     release = tmp_path / "release"
     gate = submit(f"wait:{release}", jobQueue=queue)
@@ -427,11 +412,12 @@ def test_a_job_at_the_head_of_the_queue_in_runnable_too_long_is_cancelled_with_t
         endpoint.advance_clock(-1)
 
 
-def test_policies_queues_the_clock_and_running_shares_survive_a_restart(tmp_path: Path, until: Until) -> None:
+def test_policies_queues_the_clock_and_running_shares_survive_a_restart(
+    tmp_path: Path, statuses: Callable[..., dict[str, str]], until: Until
+) -> None:
     data_dir = tmp_path / "data"
     release = tmp_path / "release"
-    handle = start_endpoint(data_dir, containers_dir=CONTAINERS_DIR, vcpus=2)
-    try:
+    with running_endpoint(data_dir, containers_dir=CONTAINERS_DIR, vcpus=2) as handle:
         batch = handle.client("batch")
         definition = register_test_definition(batch, "kept")
         policy = _policy(batch, "kept", shareDistribution=[{"shareIdentifier": "a", "weightFactor": 2.0}])
@@ -448,12 +434,9 @@ def test_policies_queues_the_clock_and_running_shares_survive_a_restart(tmp_path
             shareIdentifier="a",
             containerOverrides={"command": ["python", "testjob.py", f"wait:{release}"]},
         )["jobId"]
-        until(lambda: batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "RUNNING", what="RUNNING")
+        until(lambda: statuses(batch, job_id) == {job_id: "RUNNING"}, what="RUNNING")
         offset = handle.advance_clock(1000)["offsetMs"]
         handle.kill()  # its job runs on under its supervisor
-    except BaseException:
-        handle.stop()
-        raise
     with running_endpoint(data_dir, containers_dir=CONTAINERS_DIR, vcpus=2) as handle:
         batch = handle.client("batch")
         described = batch.describe_scheduling_policies(arns=[policy])["schedulingPolicies"]
@@ -472,9 +455,7 @@ def test_policies_queues_the_clock_and_running_shares_survive_a_restart(tmp_path
             ],
         }
         release.touch()
-        until(
-            lambda: batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "SUCCEEDED", what="SUCCEEDED"
-        )
+        until(lambda: statuses(batch, job_id) == {job_id: "SUCCEEDED"}, what="SUCCEEDED")
         snapshot = batch.get_job_queue_snapshot(jobQueue="kept")
         assert snapshot["queueUtilization"]["fairshareUtilization"]["activeShareCount"] == 0
 

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from batch_fanout.local.testing import EndpointHandle, start_endpoint
+from batch_fanout.local.testing import EndpointHandle, running_endpoint, start_endpoint
 
-from .conftest import register_test_definition
+from .conftest import job_statuses, register_test_definition
 
+Faults = Callable[[dict[str, Any]], dict[str, Any]]
 Submit = Callable[..., str]
 WaitStatus = Callable[..., dict[str, Any]]
 Until = Callable[..., Any]
@@ -35,7 +36,7 @@ def faults(endpoint: EndpointHandle) -> Iterator[Callable[[dict[str, Any]], dict
 
 
 def test_throttling_for_a_count_answers_429_and_counts_down(
-    endpoint: EndpointHandle, faults: Callable[[dict[str, Any]], dict[str, Any]], submit: Submit
+    endpoint: EndpointHandle, faults: Faults, submit: Submit
 ) -> None:
     job_id = submit(name="throttled")
     faults({"throttle": {"DescribeJobs": {"count": 3}}})
@@ -53,7 +54,7 @@ def test_throttling_for_a_count_answers_429_and_counts_down(
 
 
 def test_cloudwatch_logs_operations_are_throttled_as_that_service_throttles(
-    endpoint: EndpointHandle, faults: Callable[[dict[str, Any]], dict[str, Any]]
+    endpoint: EndpointHandle, faults: Faults
 ) -> None:
     faults({"throttle": {"DescribeLogGroups": {"count": 3}}})
     logs = endpoint.client("logs")  # 3 attempts per call (max_attempts 2 retries): all throttled
@@ -75,7 +76,7 @@ def test_a_misspelt_operation_is_refused_with_a_suggestion(endpoint: EndpointHan
 
 def test_the_providers_backoff_rides_out_throttling_and_gives_up_after_its_retries(
     endpoint: EndpointHandle,
-    faults: Callable[[dict[str, Any]], dict[str, Any]],
+    faults: Faults,
     submit: Submit,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -101,7 +102,7 @@ def test_the_providers_backoff_rides_out_throttling_and_gives_up_after_its_retri
 
 
 def test_failures_on_given_indices_and_attempts_are_retried_by_the_retry_strategy(
-    faults: Callable[[dict[str, Any]], dict[str, Any]],
+    faults: Faults,
     submit: Submit,
     wait_status: WaitStatus,
     read_log: Callable[[str], list[str]],
@@ -120,7 +121,7 @@ def test_failures_on_given_indices_and_attempts_are_retried_by_the_retry_strateg
 
 
 def test_a_spot_reclaim_fires_on_status_reason_rules(
-    faults: Callable[[dict[str, Any]], dict[str, Any]], submit: Submit, wait_status: WaitStatus
+    faults: Faults, submit: Submit, wait_status: WaitStatus
 ) -> None:
     faults({"failures": [{"jobName": "spot", "attempts": [1], "reclaim": True}]})
     strategy = {
@@ -140,33 +141,27 @@ def test_a_spot_reclaim_fires_on_status_reason_rules(
 
 
 def test_capacity_taken_away_holds_jobs_runnable_until_given_back(  # noqa: PLR0917 - pytest fixtures
-    endpoint: EndpointHandle,
-    faults: Callable[[dict[str, Any]], dict[str, Any]],
-    submit: Submit,
-    wait_status: WaitStatus,
-    until: Until,
-    tmp_path: Path,
+    batch: Any, faults: Faults, submit: Submit, wait_status: WaitStatus, until: Until, tmp_path: Path
 ) -> None:
-    batch = endpoint.client("batch")
     faults({"capacity": {"batch-fanout-ce": 1}})
     release = tmp_path / "release"
-    jobs = [submit(f"wait:{release}", name=f"capacity{index}") for index in range(3)]
-    wait_status(jobs[0], ("RUNNING",))
-
-    def states() -> list[str]:
-        return [job["status"] for job in batch.describe_jobs(jobs=jobs)["jobs"]]
-
-    until(lambda: states() == ["RUNNING", "RUNNABLE", "RUNNABLE"], what="one job on the one vCPU left")
+    first, second, third = jobs = [submit(f"wait:{release}", name=f"capacity{index}") for index in range(3)]
+    wait_status(first, ("RUNNING",))
+    until(
+        lambda: job_statuses(batch, *jobs) == {first: "RUNNING", second: "RUNNABLE", third: "RUNNABLE"},
+        what="one job on the one vCPU left",
+    )
     faults({})
-    until(lambda: states() == ["RUNNING"] * 3, what="the capacity to come back")
+    until(
+        lambda: job_statuses(batch, *jobs) == dict.fromkeys(jobs, "RUNNING"), what="the capacity to come back"
+    )
     release.touch()
     for job_id in jobs:
         assert wait_status(job_id)["status"] == "SUCCEEDED"
 
 
 def test_faults_are_checked_and_survive_a_restart(tmp_path: Path, containers_dir: Path) -> None:
-    handle = start_endpoint(tmp_path / "data", containers_dir=containers_dir)
-    try:
+    with running_endpoint(tmp_path / "data", containers_dir=containers_dir) as handle:
         with pytest.raises(RuntimeError, match=r"throttle\.DescribeJobs\.rate must be between 0 and 1"):
             handle.faults({"throttle": {"DescribeJobs": {"rate": 2}}})
         with pytest.raises(RuntimeError, match="unknown keys"):
@@ -177,17 +172,12 @@ def test_faults_are_checked_and_survive_a_restart(tmp_path: Path, containers_dir
             handle.faults({"failures": [{"jobName": "a", "reclaim": "yes"}]})
         wanted = {"throttle": {"SubmitJob": {"count": 5}}, "failures": [], "capacity": {"batch-fanout-ce": 0}}
         assert handle.faults(wanted) == wanted
-    finally:
-        handle.stop()
-    restarted = start_endpoint(tmp_path / "data", containers_dir=containers_dir)
-    try:
+    with running_endpoint(tmp_path / "data", containers_dir=containers_dir) as restarted:
         assert restarted.faults() == wanted
-    finally:
-        restarted.stop()
 
 
 def test_a_throttled_call_is_refused_before_its_input_is_validated(
-    endpoint: EndpointHandle, faults: Callable[[dict[str, Any]], dict[str, Any]]
+    endpoint: EndpointHandle, faults: Faults
 ) -> None:
     """AWS throttles a call before it reads it: an invalid DescribeJobs gets a 429, not a 400."""
     # botocore validates input before sending; raw HTTP sends what botocore would refuse.
@@ -302,7 +292,7 @@ def test_reclaim_names_what_it_cannot_reclaim(
 
 def test_reclaiming_a_compute_environment_with_its_capacity_gone_holds_the_retries_runnable(  # noqa: PLR0917
     endpoint: EndpointHandle,
-    faults: Callable[[dict[str, Any]], dict[str, Any]],
+    faults: Faults,
     submit: Submit,
     wait_status: WaitStatus,
     until: Until,
@@ -401,8 +391,7 @@ def test_a_reclaim_holds_across_a_kill_of_the_endpoint(
         assert handle.reclaim(job_id) == [job_id]
     finally:
         handle.kill()
-    restarted = start_endpoint(data_dir, containers_dir=containers_dir, kill_grace_seconds=2)
-    try:
+    with running_endpoint(data_dir, containers_dir=containers_dir, kill_grace_seconds=2) as restarted:
         batch = restarted.client("batch")
 
         def finished() -> dict[str, Any] | None:
@@ -414,8 +403,6 @@ def test_a_reclaim_holds_across_a_kill_of_the_endpoint(
         [attempt] = job["attempts"]
         assert attempt["statusReason"].startswith("Host EC2 (instance i-")
         assert "exitCode" not in attempt["container"]
-    finally:
-        restarted.stop()
 
 
 def test_a_stored_document_that_no_longer_passes_the_checks_is_dropped_at_start(
@@ -430,9 +417,6 @@ def test_a_stored_document_that_no_longer_passes_the_checks_is_dropped_at_start(
     store = Store(data_dir / "state.sqlite3")
     store.save_resource("faults", "faults", {"throttle": {"DescribeJob": {"count": 1}}})
     store.close()
-    handle = start_endpoint(data_dir, containers_dir=containers_dir)
-    try:
+    with running_endpoint(data_dir, containers_dir=containers_dir) as handle:
         assert handle.faults() == {"throttle": {}, "failures": [], "capacity": {}}
-    finally:
-        handle.stop()
     assert "ignoring the stored faults document" in (data_dir / "server.log").read_text()

@@ -192,8 +192,16 @@ def test_a_job_that_needs_more_gpus_than_the_machine_has_stays_runnable(
     assert wait_status(too_many)["statusReason"] == "cannot fit"
 
 
+Statuses = Callable[..., dict[str, str]]
+HeldThenReleased = Callable[..., None]
+
+
 def test_a_running_jobs_gpus_stay_held_across_a_restart(
-    tmp_path: Path, containers_dir: Path, until: Until
+    tmp_path: Path,
+    containers_dir: Path,
+    statuses: Statuses,
+    held_then_released: HeldThenReleased,
+    until: Until,
 ) -> None:
     data_dir = tmp_path / "data"
     release = tmp_path / "release"
@@ -202,22 +210,12 @@ def test_a_running_jobs_gpus_stay_held_across_a_restart(
         batch = handle.client("batch")
         definition = _gpu_definition(batch)
         holder = _submit(batch, definition, *PRINT_GPUS, f"wait:{release}")
-        until(
-            lambda: batch.describe_jobs(jobs=[holder])["jobs"][0]["status"] == "RUNNING", what="holder runs"
-        )
+        until(lambda: statuses(batch, holder) == {holder: "RUNNING"}, what="holder runs")
         handle.kill()
         handle = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4, gpus=1)
         batch = handle.client("batch")
         waiting = _submit(batch, definition, *PRINT_GPUS)
-
-        def statuses() -> dict[str, str]:
-            return {
-                job["jobId"]: job["status"] for job in batch.describe_jobs(jobs=[holder, waiting])["jobs"]
-            }
-
-        until(lambda: statuses() == {holder: "RUNNING", waiting: "RUNNABLE"}, what="the GPU still held")
-        release.touch()
-        until(lambda: set(statuses().values()) == {"SUCCEEDED"}, what="both jobs to succeed")
+        held_then_released(batch, holder, waiting, release, held="the GPU still held")
         logs = handle.client("logs")
         for job in batch.describe_jobs(jobs=[holder, waiting])["jobs"]:
             events = logs.get_log_events(

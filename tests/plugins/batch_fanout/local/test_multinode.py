@@ -14,9 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from batch_fanout.local.testing import start_endpoint
-
-from .conftest import QUEUE, TEST_IMAGE
+from .conftest import QUEUE, TEST_IMAGE, attempt_journal, create_queue, endpoint_in, job_statuses
 
 Describe = Callable[[str], dict[str, Any]]
 WaitStatus = Callable[..., dict[str, Any]]
@@ -49,6 +47,21 @@ def register(
         **extra,
     )
     return str(response["jobDefinitionArn"])
+
+
+def register_main_and_others(
+    batch: Any, name: str, main: tuple[str, ...], others: tuple[str, ...], num_nodes: int = 2
+) -> str:
+    """Register a multinode definition whose main node 0 runs the ``main`` steps and whose other nodes
+    (``1:``) run the ``others`` steps; returns its ARN."""
+    return register(batch, name, num_nodes, [("0:0", container(*main)), ("1:", container(*others))])
+
+
+def wait_every_node_running(describe: Describe, until: Until, job_id: str, num_nodes: int) -> None:
+    until(
+        lambda: all(describe(f"{job_id}#{index}")["status"] == "RUNNING" for index in range(num_nodes)),
+        what="every node to run",
+    )
 
 
 def submit(batch: Any, definition: str, name: str = "mnp", **extra: Any) -> str:
@@ -161,7 +174,7 @@ def test_nested_ranges_register_and_the_narrower_one_wins(
 
 
 def test_submit_rejects_what_aws_rejects(batch: Any, definition: str) -> None:
-    mnp = register(batch, "open-mnp", 2, [("0:0", container("print:main")), ("1:", container("print:node"))])
+    mnp = register_main_and_others(batch, "open-mnp", ("print:main",), ("print:node",))
     fixed = register(batch, "fixed-mnp", 2, [("0:0", container()), ("1:1", container())])
     cases: list[tuple[dict[str, Any], str]] = [
         ({"jobDefinition": mnp, "arrayProperties": {"size": 2}}, "cannot be an array job"),
@@ -201,14 +214,12 @@ def test_nodes_talk_to_their_main_node(  # noqa: PLR0917 - pytest fixtures
     batch: Any, describe: Describe, wait_status: WaitStatus, read_log: ReadLog, tmp_path: Path, until: Until
 ) -> None:
     port, record, release = free_port(), tmp_path / "hellos.txt", tmp_path / "release"
-    definition = register(
+    definition = register_main_and_others(
         batch,
         "talk",
-        3,
-        [
-            ("0:0", container("env", f"serve:{port}:{record}", f"wait:{release}")),
-            ("1:", container("env", f"hello:{port}")),
-        ],
+        main=("env", f"serve:{port}:{record}", f"wait:{release}"),
+        others=("env", f"hello:{port}"),
+        num_nodes=3,
     )
     job_id = submit(batch, definition, name="talk", timeout={"attemptDurationSeconds": 600})
     # The other nodes end on their own while the main node waits (it would stop them when it ends).
@@ -277,14 +288,8 @@ def test_the_job_ends_with_its_main_node_and_the_others_are_stopped(
     batch: Any, describe: Describe, wait_status: WaitStatus, tmp_path: Path
 ) -> None:
     started = tmp_path / "started"
-    definition = register(
-        batch,
-        "main-exits",
-        2,
-        [
-            ("0:0", container(f"wait:{started}", "exit:5")),
-            ("1:1", container("trap-sigterm", f"touch:{started}", "spin")),
-        ],
+    definition = register_main_and_others(
+        batch, "main-exits", (f"wait:{started}", "exit:5"), ("trap-sigterm", f"touch:{started}", "spin")
     )
     job_id = submit(batch, definition)
     job = wait_status(job_id)
@@ -302,9 +307,7 @@ def test_another_node_failing_leaves_the_job_running(
     batch: Any, describe: Describe, wait_status: WaitStatus, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
-    definition = register(
-        batch, "node-fails", 2, [("0:0", container(f"wait:{release}")), ("1:", container("exit:7"))]
-    )
+    definition = register_main_and_others(batch, "node-fails", (f"wait:{release}",), ("exit:7",))
     job_id = submit(batch, definition)
     failed = wait_status(f"{job_id}#1")
     assert failed["status"] == "FAILED" and failed["container"]["exitCode"] == 7
@@ -316,9 +319,7 @@ def test_another_node_failing_leaves_the_job_running(
 def test_retries_apply_to_the_whole_job(
     batch: Any, describe: Describe, wait_status: WaitStatus, read_log: ReadLog
 ) -> None:
-    definition = register(
-        batch, "retried", 2, [("0:0", container("fail-until-attempt:2")), ("1:", container("print:node"))]
-    )
+    definition = register_main_and_others(batch, "retried", ("fail-until-attempt:2",), ("print:node",))
     job_id = submit(batch, definition, retryStrategy={"attempts": 3})
     job = wait_status(job_id)
     assert job["status"] == "SUCCEEDED"
@@ -336,14 +337,11 @@ def test_a_retry_waits_until_every_node_of_the_failed_attempt_has_ended(
     batch: Any, describe: Describe, wait_status: WaitStatus, tmp_path: Path
 ) -> None:
     ready = tmp_path / "ready"
-    definition = register(
+    definition = register_main_and_others(
         batch,
         "retry-running",
-        2,
-        [
-            ("0:0", container(f"wait:{ready}", "fail-until-attempt:2")),
-            ("1:", container("trap-sigterm", f"touch:{ready}", "spin")),
-        ],
+        (f"wait:{ready}", "fail-until-attempt:2"),
+        ("trap-sigterm", f"touch:{ready}", "spin"),
     )
     job_id = submit(batch, definition, retryStrategy={"attempts": 2})
     job = wait_status(job_id)
@@ -373,11 +371,8 @@ def test_node_overrides_change_the_nodes(
     batch: Any, wait_status: WaitStatus, read_log: ReadLog, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
-    definition = register(
-        batch,
-        "override",
-        2,
-        [("0:0", container("print:main", f"wait:{release}")), ("1:", container("print:node"))],
+    definition = register_main_and_others(
+        batch, "override", ("print:main", f"wait:{release}"), ("print:node",)
     )
     job_id = submit(
         batch,
@@ -404,10 +399,7 @@ def test_terminate_reaches_every_node(
 ) -> None:
     definition = register(batch, "terminated", 3, [(":", container("trap-sigterm", "spin"))])
     job_id = submit(batch, definition)
-    until(
-        lambda: all(describe(f"{job_id}#{index}")["status"] == "RUNNING" for index in range(3)),
-        what="every node to run",
-    )
+    wait_every_node_running(describe, until, job_id, 3)
     batch.terminate_job(jobId=job_id, reason="enough")
     job = wait_status(job_id)
     assert job["status"] == "FAILED" and job["statusReason"] == "enough" and job["isTerminated"] is True
@@ -422,10 +414,7 @@ def test_terminating_a_started_node_stops_that_node_alone(
 ) -> None:
     definition = register(batch, "terminate-node", 3, [(":", container("trap-sigterm", "spin"))])
     job_id = submit(batch, definition)
-    until(
-        lambda: all(describe(f"{job_id}#{index}")["status"] == "RUNNING" for index in range(3)),
-        what="every node to run",
-    )
+    wait_every_node_running(describe, until, job_id, 3)
     batch.terminate_job(jobId=f"{job_id}#2", reason="one less")
     stopped = wait_status(f"{job_id}#2")
     assert stopped["status"] == "FAILED" and stopped["statusReason"] == "one less"
@@ -476,37 +465,28 @@ def test_cancel_fails_a_waiting_job_and_its_nodes(batch: Any, wait_status: WaitS
 
 
 def test_a_main_node_that_ends_while_the_endpoint_is_down_ends_the_job_after_a_restart(
-    tmp_path: Path, containers_dir: Path, until: Until
+    tmp_path: Path, until: Until
 ) -> None:
     data_dir, release, ready = tmp_path / "data", tmp_path / "release", tmp_path / "ready"
-    handle = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4, kill_grace_seconds=2)
-    try:
+    with endpoint_in(data_dir, vcpus=4) as handle:
         batch = handle.client("batch")
-        definition = register(
-            batch,
-            "restart",
-            2,
-            [
-                ("0:0", container(f"wait:{release}")),
-                ("1:1", container("trap-sigterm", f"touch:{ready}", "spin")),
-            ],
+        definition = register_main_and_others(
+            batch, "restart", (f"wait:{release}",), ("trap-sigterm", f"touch:{ready}", "spin")
         )
         job_id = submit(batch, definition)
         until(ready.exists, what="the other node to run")
         main_stream = batch.describe_jobs(jobs=[f"{job_id}#0"])["jobs"][0]["container"]["logStreamName"]
         handle.kill()
-    except BaseException:
-        handle.stop()
-        raise
     # The main node ends while the endpoint is down; its supervisor records it.
     release.touch()
     attempt_id = main_stream.rsplit("/", 1)[-1]
-    until(lambda: "status" in _journal(data_dir).get(attempt_id, {}), what="the main node's recorded end")
-    restarted = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4, kill_grace_seconds=2)
-    try:
+    until(
+        lambda: "status" in attempt_journal(data_dir).get(attempt_id, {}), what="the main node's recorded end"
+    )
+    with endpoint_in(data_dir, vcpus=4) as restarted:
         batch = restarted.client("batch")
         until(
-            lambda: batch.describe_jobs(jobs=[f"{job_id}#1"])["jobs"][0]["status"] == "FAILED",
+            lambda: job_statuses(batch, f"{job_id}#1") == {f"{job_id}#1": "FAILED"},
             what="the adopted node to be stopped",
         )
         job, main, other = batch.describe_jobs(jobs=[job_id, f"{job_id}#0", f"{job_id}#1"])["jobs"]
@@ -515,18 +495,6 @@ def test_a_main_node_that_ends_while_the_endpoint_is_down_ends_the_job_after_a_r
         assert main["status"] == "SUCCEEDED" and len(main["attempts"]) == 1
         assert other["statusReason"] == MAIN_EXITED and other["container"]["exitCode"] == 143
         assert len(other["attempts"]) == 1  # adopted, not interrupted and retried
-    finally:
-        restarted.stop()
-
-
-def _journal(data_dir: Path) -> dict[str, dict[str, Any]]:
-    """What the supervisors recorded, by attempt (the journals' documented format)."""
-    entries: dict[str, dict[str, Any]] = {}
-    for path in sorted((data_dir / "logs").glob("journal-*.jsonl")):
-        for line in path.read_text().splitlines():
-            entry = json.loads(line)
-            entries.setdefault(entry.pop("attempt"), {}).update(entry)
-    return entries
 
 
 @pytest.mark.slow
@@ -585,17 +553,7 @@ def test_a_multi_node_job_in_a_fair_share_queue(
         name="mnp-share",
         fairsharePolicy={"shareDistribution": [{"shareIdentifier": "team", "weightFactor": 1}]},
     )["arn"]
-    environment = batch.create_compute_environment(
-        computeEnvironmentName="mnp-share-ce",
-        type="MANAGED",
-        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": 2, "subnets": []},
-    )["computeEnvironmentArn"]
-    batch.create_job_queue(
-        jobQueueName="mnp-share",
-        priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
-        schedulingPolicyArn=policy,
-    )
+    create_queue(batch, "mnp-share", 2, schedulingPolicyArn=policy)
     definition = register(batch, "shared", 2, [(":", container("print:shared"))])
     jobs = [
         str(

@@ -3,7 +3,6 @@ stop stops and records the running attempts."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections.abc import Callable
@@ -12,10 +11,8 @@ from typing import Any
 
 import pytest
 
-from batch_fanout.local.testing import EndpointHandle, start_endpoint
+from .conftest import QUEUE, TEST_IMAGE, attempt_journal, endpoint_in, job_statuses, log_messages
 
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/batch-fanout/testjob:latest"
-QUEUE = "batch-fanout-queue"
 RESTART = "Attempt interrupted: the local endpoint restarted while the attempt was running"
 STOPPED = "Attempt interrupted: the local endpoint was stopped while the attempt was running"
 Until = Callable[..., Any]
@@ -41,7 +38,7 @@ def _submit_array(batch: Any, folder: Path, size: int, retries: int | None) -> s
         jobDefinitionName="recovery",
         type="container",
         containerProperties={
-            "image": IMAGE,
+            "image": TEST_IMAGE,
             "command": [
                 "python",
                 "testjob.py",
@@ -66,73 +63,49 @@ def _submit_array(batch: Any, folder: Path, size: int, retries: int | None) -> s
     )
 
 
-def _wait_running(batch: Any, children: list[str], folder: Path, until: Until) -> None:
-    """Until every child runs and its job process has started (its pid file is there)."""
+def _run_array(
+    batch: Any, folder: Path, size: int, retries: int | None, until: Until
+) -> tuple[str, list[str]]:
+    """Submit the array and wait until every child runs and its job process has started (its pid file
+    is there); returns the parent's and the children's ids."""
+    parent = _submit_array(batch, folder, size, retries)
+    children = [f"{parent}:{index}" for index in range(size)]
     until(
         lambda: (
-            set(_statuses(batch, children).values()) == {"RUNNING"}
+            set(job_statuses(batch, *children).values()) == {"RUNNING"}
             and len(list(folder.glob("*-1.pid"))) == len(children)
         ),
         timeout=60,
         what="every child to run",
     )
+    return parent, children
 
 
-def _journal(data_dir: Path) -> dict[str, dict[str, Any]]:
-    """What the supervisors recorded, by attempt (the journals' documented format)."""
-    entries: dict[str, dict[str, Any]] = {}
-    for path in sorted((data_dir / "logs").glob("journal-*.jsonl")):
-        for line in path.read_text().splitlines():
-            entry = json.loads(line)
-            entries.setdefault(entry.pop("attempt"), {}).update(entry)
-    return entries
-
-
-def _complete_log(read_log: Callable[[str], list[str]], stream: str) -> bool:
-    return read_log(stream) == ["before", *["x" * 40] * 100, "after"]
-
-
-def _read_log(handle: EndpointHandle) -> Callable[[str], list[str]]:
-    logs = handle.client("logs")
-
-    def read(stream: str) -> list[str]:
-        events = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream, startFromHead=True)
-        return [event["message"] for event in events["events"]]
-
-    return read
+def _complete_log(logs: Any, stream: str) -> bool:
+    return log_messages(logs, stream) == ["before", *["x" * 40] * 100, "after"]
 
 
 @pytest.mark.slow
-def test_kill_9_in_the_middle_of_a_40_child_array_redoes_nothing(
-    tmp_path: Path, containers_dir: Path, until: Until
-) -> None:
+def test_kill_9_in_the_middle_of_a_40_child_array_redoes_nothing(tmp_path: Path, until: Until) -> None:
     data_dir = tmp_path / "data"
     folder = tmp_path / "array"
-    handle = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=40, kill_grace_seconds=2)
-    try:
-        batch = handle.client("batch")
-        parent = _submit_array(batch, folder, size=40, retries=None)
-        children = [f"{parent}:{index}" for index in range(40)]
-        _wait_running(batch, children, folder, until)
+    with endpoint_in(data_dir, vcpus=40) as handle:
+        parent, children = _run_array(handle.client("batch"), folder, size=40, retries=None, until=until)
         job_pids = [int(path.read_text()) for path in folder.glob("*-1.pid")]
         handle.kill()
-    except BaseException:
-        handle.stop()
-        raise
 
     # The jobs run on without the endpoint and finish while it is down; their supervisors record it.
     assert all(_alive(pid) for pid in job_pids)
     (folder / "release").touch()
     until(
-        lambda: sum("status" in entry for entry in _journal(data_dir).values()) == 40,
+        lambda: sum("status" in entry for entry in attempt_journal(data_dir).values()) == 40,
         timeout=60,
         what="every child's supervisor to record its exit",
     )
 
-    restarted = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=40, kill_grace_seconds=2)
-    try:
+    with endpoint_in(data_dir, vcpus=40) as restarted:
         batch = restarted.client("batch")
-        until(lambda: _statuses(batch, [parent])[parent] == "SUCCEEDED", what="the array")
+        until(lambda: job_statuses(batch, parent)[parent] == "SUCCEEDED", what="the array")
         jobs = [
             job
             for start in range(0, 40, 20)
@@ -142,39 +115,30 @@ def test_kill_9_in_the_middle_of_a_40_child_array_redoes_nothing(
         assert [len(job["attempts"]) for job in jobs] == [1] * 40
         assert {job["attempts"][0]["container"]["exitCode"] for job in jobs} == {0}
         assert not [job for job in jobs if "interrupted" in job["attempts"][0]["statusReason"]]
-        read_log = _read_log(restarted)
-        assert all(_complete_log(read_log, job["container"]["logStreamName"]) for job in jobs)
-    finally:
-        restarted.stop()
+        logs = restarted.client("logs")
+        assert all(_complete_log(logs, job["container"]["logStreamName"]) for job in jobs)
 
 
 @pytest.mark.slow
 def test_a_restarted_endpoint_adopts_running_attempts_and_retries_only_those_whose_supervisor_is_gone(
-    tmp_path: Path, containers_dir: Path, until: Until
+    tmp_path: Path, until: Until
 ) -> None:
     data_dir = tmp_path / "data"
     folder = tmp_path / "array"
-    handle = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4, kill_grace_seconds=2)
-    try:
+    with endpoint_in(data_dir, vcpus=4) as handle:
         batch = handle.client("batch")
-        parent = _submit_array(batch, folder, size=3, retries=2)
-        children = [f"{parent}:{index}" for index in range(3)]
-        _wait_running(batch, children, folder, until)
+        parent, children = _run_array(batch, folder, size=3, retries=2, until=until)
         stream = batch.describe_jobs(jobs=[children[2]])["jobs"][0]["container"]["logStreamName"]
         handle.kill()
-    except BaseException:
-        handle.stop()
-        raise
 
     # Child 2 loses its supervisor too (as if the machine's OOM killer took it).
     attempt_id = stream.rsplit("/", 1)[-1]
-    supervisor = _journal(data_dir)[attempt_id]["supervisor"]
+    supervisor = attempt_journal(data_dir)[attempt_id]["supervisor"]
     os.kill(supervisor, signal.SIGKILL)
     until(lambda: not _alive(supervisor), what="child 2's supervisor to die")
     orphan = int((folder / "2-1.pid").read_text())
 
-    restarted = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=4, kill_grace_seconds=2)
-    try:
+    with endpoint_in(data_dir, vcpus=4) as restarted:
         batch = restarted.client("batch")
         until(lambda: not _alive(orphan), what="child 2's orphaned job to be killed")
         jobs = {job["jobId"]: job for job in batch.describe_jobs(jobs=children)["jobs"]}
@@ -182,27 +146,24 @@ def test_a_restarted_endpoint_adopts_running_attempts_and_retries_only_those_who
         assert [jobs[child]["attempts"] for child in children[:2]] == [[], []]
         assert jobs[children[2]]["attempts"][0]["statusReason"] == RESTART
         (folder / "release").touch()
-        until(lambda: _statuses(batch, [parent])[parent] == "SUCCEEDED", what="the array")
+        until(lambda: job_statuses(batch, parent)[parent] == "SUCCEEDED", what="the array")
         final = {job["jobId"]: job for job in batch.describe_jobs(jobs=children)["jobs"]}
         assert [len(final[child]["attempts"]) for child in children] == [1, 1, 2]
-        read_log = _read_log(restarted)
-        assert all(_complete_log(read_log, final[child]["container"]["logStreamName"]) for child in children)
-    finally:
-        restarted.stop()
+        logs = restarted.client("logs")
+        assert all(_complete_log(logs, final[child]["container"]["logStreamName"]) for child in children)
 
 
 def test_graceful_stop_records_running_attempts_and_retries_them_on_start(
-    tmp_path: Path, containers_dir: Path, until: Until
+    tmp_path: Path, until: Until
 ) -> None:
     data_dir = tmp_path / "data"
-    handle = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=2, kill_grace_seconds=2)
-    try:
+    with endpoint_in(data_dir, vcpus=2) as handle:
         batch = handle.client("batch")
         definition = batch.register_job_definition(
             jobDefinitionName="graceful",
             type="container",
             containerProperties={
-                "image": IMAGE,
+                "image": TEST_IMAGE,
                 "command": ["python", "testjob.py", f"wait:{tmp_path / 'release'}"],
             },
         )["jobDefinitionArn"]
@@ -211,24 +172,19 @@ def test_graceful_stop_records_running_attempts_and_retries_them_on_start(
         )["jobId"]
         single = batch.submit_job(jobName="single", jobQueue=QUEUE, jobDefinition=definition)["jobId"]
         until(
-            lambda: set(_statuses(batch, [retried, single]).values()) == {"RUNNING"}, what="both jobs to run"
+            lambda: set(job_statuses(batch, retried, single).values()) == {"RUNNING"}, what="both jobs to run"
         )
-    finally:
-        handle.stop()
 
-    restarted = start_endpoint(data_dir, containers_dir=containers_dir, vcpus=2)
-    try:
+    with endpoint_in(data_dir, vcpus=2, kill_grace_seconds=None) as restarted:
         batch = restarted.client("batch")
         stopped = batch.describe_jobs(jobs=[single])["jobs"][0]
         assert stopped["status"] == "FAILED"
         assert stopped["statusReason"] == STOPPED
         assert stopped["attempts"][0]["container"]["exitCode"] == 143
         (tmp_path / "release").touch()
-        until(lambda: _statuses(batch, [retried])[retried] == "SUCCEEDED", what="the retried job")
+        until(lambda: job_statuses(batch, retried)[retried] == "SUCCEEDED", what="the retried job")
         job = batch.describe_jobs(jobs=[retried])["jobs"][0]
         assert [attempt["statusReason"] for attempt in job["attempts"]] == [
             STOPPED,
             "Essential container in task exited",
         ]
-    finally:
-        restarted.stop()
