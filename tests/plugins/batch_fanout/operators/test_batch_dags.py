@@ -6,7 +6,6 @@ run per logical index, prints a few lines and fails as told, so each test reads 
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,7 @@ from airflow.sdk import DAG, task
 from batch_fanout.operators.batch import BatchFanoutOperator
 from batch_fanout.sensors.batch import BatchFanoutSensor
 
-START = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-FAST: dict[str, Any] = {
-    "poll_interval": 0.2,
-    "job_definition": "fanout-probe",
-    "job_queue": "batch-fanout-queue",
-}
+from .conftest import FAST, START, array_dag, count_describe_calls, env_of
 
 
 def state_of(dag_run: Any, task_id: str) -> str | None:
@@ -39,10 +33,6 @@ def xcom(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
             .one_or_none()
         )
         return XComModel.deserialize_value(row) if row is not None else None
-
-
-def env_of(description: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in description.get("container", {}).get("environment", [])}
 
 
 @pytest.mark.slow
@@ -178,24 +168,6 @@ def test_array_size_one_is_a_plain_job_seeing_index_0_and_zero_skips(
     assert "array_size is 0: no Batch job submitted for 'e-zero'" in capfd.readouterr().out
 
 
-def count_describe_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record every DescribeJobs request this process makes, through botocore's event hooks."""
-    import botocore.session
-
-    calls: list[list[str]] = []
-    original = botocore.session.Session.create_client
-
-    def counting_client(self: Any, *args: Any, **kwargs: Any) -> Any:
-        client = original(self, *args, **kwargs)
-        client.meta.events.register(
-            "provide-client-params.batch.DescribeJobs", lambda params, **_: calls.append(list(params["jobs"]))
-        )
-        return client
-
-    monkeypatch.setattr(botocore.session.Session, "create_client", counting_client)
-    return calls
-
-
 def test_progress_is_one_describe_call_per_poll_with_one_line_each(
     *,
     run_dag: Any,
@@ -205,10 +177,7 @@ def test_progress_is_one_describe_call_per_poll_with_one_line_each(
     capfd: Any,
 ) -> None:
     describe_requests = count_describe_calls(monkeypatch)
-    with DAG("bf_progress", schedule=None, start_date=START) as dag:
-        BatchFanoutOperator(
-            task_id="arr", job_name="p-arr", array_size=20, container_overrides=probe.overrides(), **FAST
-        )
+    dag = array_dag("bf_progress", job_name="p-arr", array_size=20, container_overrides=probe.overrides())
 
     dag_run = run_dag(dag)
 
@@ -227,14 +196,8 @@ def test_progress_is_one_describe_call_per_poll_with_one_line_each(
 def test_partial_failure_lists_failed_indices_with_reason_exit_code_and_logs(
     *, run_dag: Any, probe_connection: str, probe: Any, capfd: Any
 ) -> None:
-    with DAG("bf_partial", schedule=None, start_date=START) as dag:
-        BatchFanoutOperator(
-            task_id="arr",
-            job_name="pf-arr",
-            array_size=4,
-            container_overrides=probe.overrides(fail_indices="1,3"),
-            **FAST,
-        )
+    overrides = probe.overrides(fail_indices="1,3")
+    dag = array_dag("bf_partial", job_name="pf-arr", array_size=4, container_overrides=overrides)
 
     dag_run = run_dag(dag)
 
@@ -251,15 +214,10 @@ def test_partial_failure_lists_failed_indices_with_reason_exit_code_and_logs(
 def test_tolerated_failures_succeed_and_pass_failed_indices_on(
     *, run_dag: Any, probe_connection: str, probe: Any
 ) -> None:
-    with DAG("bf_tolerated", schedule=None, start_date=START) as dag:
-        BatchFanoutOperator(
-            task_id="arr",
-            job_name="t-arr",
-            array_size=5,
-            tolerated_failures=2,
-            container_overrides=probe.overrides(fail_indices="0,4"),
-            **FAST,
-        )
+    overrides = probe.overrides(fail_indices="0,4")
+    dag = array_dag(
+        "bf_tolerated", job_name="t-arr", array_size=5, tolerated_failures=2, container_overrides=overrides
+    )
 
     dag_run = run_dag(dag)
 
@@ -279,17 +237,11 @@ def test_fail_fast_terminates_the_remaining_children(
 ) -> None:
     # Index 0 fails at once; the others hold until a file that never appears (bounded at 60 s), so
     # only a terminate ends them early.
-    with DAG("bf_fail_fast", schedule=None, start_date=START) as dag:
-        BatchFanoutOperator(
-            task_id="arr",
-            job_name="ff-arr",
-            array_size=4,
-            fail_fast=True,
-            container_overrides=probe.overrides(
-                fail_indices="0", hold_file=tmp_path / "never", hold_seconds=60
-            ),
-            **FAST,
-        )
+    overrides = probe.overrides(fail_indices="0", hold_file=tmp_path / "never", hold_seconds=60)
+    dag = array_dag(
+        "bf_fail_fast", job_name="ff-arr", array_size=4, fail_fast=True, container_overrides=overrides
+    )
+
     dag_run = run_dag(dag)
 
     out = capfd.readouterr().out

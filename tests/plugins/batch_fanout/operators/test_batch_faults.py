@@ -4,19 +4,17 @@ see; and throttled SubmitJob and DescribeJobs, which the operator's backoff ride
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from airflow.sdk import DAG
 
-from batch_fanout.operators.batch import BatchFanoutOperator
 from batch_fanout.ui.array import CountingClient, child_details
 
-START = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+from .conftest import NO_DELAY_RETRY, array_dag
+
 RECLAIM_RETRIED = {
     "attempts": 2,
     "evaluateOnExit": [
@@ -52,18 +50,14 @@ def test_a_reclaimed_running_child_is_retried_by_batch_and_the_task_succeeds(
 
     # Every child holds until child 1 has been reclaimed while it ran; then all are released.
     watcher = helpers.release_when(reclaim_child_1_once_running, hold)
-    with DAG(dag_id, schedule=None, start_date=START) as dag:
-        BatchFanoutOperator(
-            task_id="arr",
-            job_name="spot-arr",
-            array_size=3,
-            job_definition="fanout-probe",
-            job_queue="batch-fanout-queue",
-            poll_interval=0.2,
-            container_overrides=probe.overrides(hold_file=hold),
-            retry_strategy=RECLAIM_RETRIED,
-            deferrable=deferrable,
-        )
+    dag = array_dag(
+        dag_id,
+        job_name="spot-arr",
+        array_size=3,
+        container_overrides=probe.overrides(hold_file=hold),
+        retry_strategy=RECLAIM_RETRIED,
+        deferrable=deferrable,
+    )
 
     dag_run = run_dag(dag)
     watcher.join(timeout=60)
@@ -112,16 +106,9 @@ def test_throttled_submit_and_describe_are_ridden_out_by_the_operators_backoff( 
     helpers: Any,
     capfd: Any,
 ) -> None:
-    with DAG("bf_throttled", schedule=None, start_date=START) as dag:
-        BatchFanoutOperator(
-            task_id="arr",
-            job_name="throttled-arr",
-            array_size=2,
-            job_definition="fanout-probe",
-            job_queue="batch-fanout-queue",
-            poll_interval=0.2,
-            container_overrides=probe.overrides(),
-        )
+    dag = array_dag(
+        "bf_throttled", job_name="throttled-arr", array_size=2, container_overrides=probe.overrides()
+    )
     probe_endpoint.faults({"throttle": {"SubmitJob": {"count": 2}, "DescribeJobs": {"count": 3}}})
 
     dag_run = run_dag(dag)
@@ -154,18 +141,13 @@ def test_an_injected_failure_of_one_index_is_retried_alone_by_the_next_try(  # n
         {"failures": [{"jobName": "faulty-arr", "indices": [2], "attempts": [1], "exitCode": 5}]}
     )
     try:
-        with DAG("bf_injected_failure", schedule=None, start_date=START) as dag:
-            BatchFanoutOperator(
-                task_id="arr",
-                job_name="faulty-arr",
-                array_size=4,
-                job_definition="fanout-probe",
-                job_queue="batch-fanout-queue",
-                poll_interval=0.2,
-                container_overrides=probe.overrides(),
-                retries=1,
-                retry_delay=datetime.timedelta(0),
-            )
+        dag = array_dag(
+            "bf_injected_failure",
+            job_name="faulty-arr",
+            array_size=4,
+            container_overrides=probe.overrides(),
+            **NO_DELAY_RETRY,
+        )
 
         dag_run = run_dag(dag)
     finally:

@@ -19,6 +19,8 @@ import pytest
 
 from batch_fanout.triggers.batch import BatchFanoutTrigger
 
+from .conftest import QUEUE, count_describe_calls
+
 DAG_FILE = """
 import datetime, json, os
 from airflow.sdk import DAG
@@ -106,22 +108,20 @@ def task_try(dag_id: str, run_id: str) -> tuple[int, str | None]:
         return ti.try_number, ti.state
 
 
-def count_describe_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record every DescribeJobs request this process makes, through botocore's event hooks."""
-    import botocore.session
+def submit_held_array(batch: Any, job_name: str, size: int, overrides: dict[str, Any]) -> str:
+    """Submit an array of the probe straight to Batch, as a task would have; returns its id."""
+    submitted = batch.submit_job(
+        jobName=job_name,
+        jobQueue=QUEUE,
+        jobDefinition="fanout-probe",
+        arrayProperties={"size": size},
+        containerOverrides=overrides,
+    )
+    return str(submitted["jobId"])
 
-    calls: list[list[str]] = []
-    original = botocore.session.Session.create_client
 
-    def counting_client(self: Any, *args: Any, **kwargs: Any) -> Any:
-        client = original(self, *args, **kwargs)
-        client.meta.events.register(
-            "provide-client-params.batch.DescribeJobs", lambda params, **_: calls.append(list(params["jobs"]))
-        )
-        return client
-
-    monkeypatch.setattr(botocore.session.Session, "create_client", counting_client)
-    return calls
+def wait_job_status(batch: Any, helpers: Any, job_id: str, status: str, what: str) -> None:
+    helpers.wait_for(lambda: batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == status, 30, what)
 
 
 def running_job(batch: Any, helpers: Any, job_name: str, dag_id: str) -> dict[str, Any] | None:
@@ -214,11 +214,7 @@ def test_sigterm_runs_on_kill_which_terminates_the_job(
             process.kill()
             process.wait(timeout=30)
 
-    helpers.wait_for(
-        lambda: probe_batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0]["status"] == "FAILED",
-        30,
-        "the job to end",
-    )
+    wait_job_status(probe_batch, helpers, job["jobId"], "FAILED", "the job to end")
     children = probe_batch.describe_jobs(jobs=[f"{job['jobId']}:{i}" for i in range(3)])["jobs"]
     assert [child["status"] for child in children] == ["FAILED"] * 3
     assert all("Airflow task killed" in child.get("statusReason", "") for child in children)
@@ -228,27 +224,13 @@ def test_sigterm_runs_on_kill_which_terminates_the_job(
 def test_trigger_on_kill_terminates_the_job_of_a_deferred_task(
     *, probe_connection: str, probe: Any, probe_batch: Any, helpers: Any, tmp_path: Path
 ) -> None:
-    submitted = probe_batch.submit_job(
-        jobName="k-deferred",
-        jobQueue="batch-fanout-queue",
-        jobDefinition="fanout-probe",
-        arrayProperties={"size": 2},
-        containerOverrides=probe.overrides(hold_file=tmp_path / "never", hold_seconds=90),
-    )
-    job_id = submitted["jobId"]
-    helpers.wait_for(
-        lambda: probe_batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "RUNNING",
-        30,
-        "the job to run",
-    )
+    overrides = probe.overrides(hold_file=tmp_path / "never", hold_seconds=90)
+    job_id = submit_held_array(probe_batch, "k-deferred", 2, overrides)
+    wait_job_status(probe_batch, helpers, job_id, "RUNNING", "the job to run")
 
     asyncio.run(BatchFanoutTrigger(job_id=job_id, poll_interval=0.2).on_kill())
 
-    helpers.wait_for(
-        lambda: probe_batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "FAILED",
-        30,
-        "the job to end",
-    )
+    wait_job_status(probe_batch, helpers, job_id, "FAILED", "the job to end")
     children = probe_batch.describe_jobs(jobs=[f"{job_id}:0", f"{job_id}:1"])["jobs"]
     assert all("Airflow task killed while deferred" in c.get("statusReason", "") for c in children)
 
@@ -256,14 +238,9 @@ def test_trigger_on_kill_terminates_the_job_of_a_deferred_task(
 def test_trigger_reports_progress_and_fails_fast(
     *, probe_connection: str, probe: Any, probe_batch: Any, helpers: Any, tmp_path: Path
 ) -> None:
-    submitted = probe_batch.submit_job(
-        jobName="k-trigger-fail-fast",
-        jobQueue="batch-fanout-queue",
-        jobDefinition="fanout-probe",
-        arrayProperties={"size": 3},
-        containerOverrides=probe.overrides(fail_indices="2", hold_file=tmp_path / "never", hold_seconds=90),
-    )
-    trigger = BatchFanoutTrigger(job_id=submitted["jobId"], poll_interval=0.2, fail_fast=True)
+    overrides = probe.overrides(fail_indices="2", hold_file=tmp_path / "never", hold_seconds=90)
+    job_id = submit_held_array(probe_batch, "k-trigger-fail-fast", 3, overrides)
+    trigger = BatchFanoutTrigger(job_id=job_id, poll_interval=0.2, fail_fast=True)
 
     async def first_event() -> Any:
         async for event in trigger.run():
@@ -274,8 +251,4 @@ def test_trigger_reports_progress_and_fails_fast(
 
     assert payload["status"] == "fail_fast"
     assert payload["state"]["counts"]["FAILED"] >= 1
-    helpers.wait_for(
-        lambda: probe_batch.describe_jobs(jobs=[submitted["jobId"]])["jobs"][0]["status"] == "FAILED",
-        30,
-        "the terminated job to end",
-    )
+    wait_job_status(probe_batch, helpers, job_id, "FAILED", "the terminated job to end")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import pytest
@@ -11,17 +10,7 @@ from airflow.sdk import DAG
 from batch_fanout.operators.batch import BatchFanoutOperator
 from batch_fanout.sensors.batch import BatchFanoutSensor
 
-START = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-FAST: dict[str, Any] = {
-    "poll_interval": 0.2,
-    "job_definition": "fanout-probe",
-    "job_queue": "batch-fanout-queue",
-}
-NO_DELAY_RETRY: dict[str, Any] = {"retries": 1, "retry_delay": datetime.timedelta(0)}
-
-
-def env_of(description: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in description.get("container", {}).get("environment", [])}
+from .conftest import FAST, NO_DELAY_RETRY, START, array_dag, env_of
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
@@ -36,16 +25,15 @@ def test_retry_submits_only_the_failed_children_with_an_index_map(
     capfd: Any,
 ) -> None:
     dag_id = f"bf_retry_failed_{'deferred' if deferrable else 'sync'}"
-    with DAG(dag_id, schedule=None, start_date=START) as dag:
-        BatchFanoutOperator(
-            task_id="arr",
-            job_name=f"r-arr-{deferrable}",
-            array_size=5,
-            deferrable=deferrable,
-            container_overrides=probe.overrides(fail_once="1,3"),
-            **FAST,
-            **NO_DELAY_RETRY,
-        )
+    overrides = probe.overrides(fail_once="1,3")
+    dag = array_dag(
+        dag_id,
+        job_name=f"r-arr-{deferrable}",
+        array_size=5,
+        deferrable=deferrable,
+        container_overrides=overrides,
+        **NO_DELAY_RETRY,
+    )
 
     dag_run = run_dag(dag)
 
@@ -66,15 +54,10 @@ def test_retry_submits_only_the_failed_children_with_an_index_map(
 def test_retry_of_one_failed_child_is_a_plain_job_on_its_index(
     *, run_dag: Any, probe_connection: str, probe: Any, probe_batch: Any, helpers: Any
 ) -> None:
-    with DAG("bf_retry_one", schedule=None, start_date=START) as dag:
-        BatchFanoutOperator(
-            task_id="arr",
-            job_name="r-one",
-            array_size=3,
-            container_overrides=probe.overrides(fail_once="2"),
-            **FAST,
-            **NO_DELAY_RETRY,
-        )
+    overrides = probe.overrides(fail_once="2")
+    dag = array_dag(
+        "bf_retry_one", job_name="r-one", array_size=3, container_overrides=overrides, **NO_DELAY_RETRY
+    )
 
     dag_run = run_dag(dag)
 
