@@ -19,10 +19,16 @@ NO_DELAY_RETRY: dict[str, Any] = {"retries": 1, "retry_delay": datetime.timedelt
 
 
 def array_dag(
-    dag_id: str, *, job_name: str, array_size: int | str, container_overrides: dict[str, Any], **operator: Any
+    dag_id: str,
+    *,
+    array_size: int | str,
+    container_overrides: dict[str, Any],
+    job_name: str | None = None,
+    **operator: Any,
 ) -> DAG:
-    """A DAG of one task ``arr``: a BatchFanoutOperator of ``array_size`` children of the probe (the
-    ``FAST`` arguments; ``operator`` adds to them or replaces them)."""
+    """A DAG of one task (``arr`` unless ``operator`` names another ``task_id``): a BatchFanoutOperator of
+    ``array_size`` children of the probe with the ``FAST`` arguments, which ``operator`` adds to or
+    replaces; ``job_name`` defaults to the task id, as the operator's does."""
     with DAG(dag_id, schedule=None, start_date=START) as dag:
         BatchFanoutOperator(
             **{

@@ -13,8 +13,7 @@ from airflow.sdk import DAG
 from batch_fanout.operators.batch import BatchFanoutOperator
 from batch_fanout.sensors.batch import BatchFanoutSensor
 
-START = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-QUEUE = "batch-fanout-queue"
+from .conftest import NO_DELAY_RETRY, QUEUE, START, array_dag, env_of
 
 
 def test_a_container_reading_the_array_index_itself_gets_the_whole_array_again(
@@ -23,24 +22,21 @@ def test_a_container_reading_the_array_index_itself_gets_the_whole_array_again(
     # A user's container that reads AWS_BATCH_JOB_ARRAY_INDEX directly; its definition does not
     # declare the index-map contract. Indices 2 and 4 fail on their first run.
     overrides = probe.overrides(fail_once="2,4", index_source="array")
-    with DAG("bf_naive_retry", schedule=None, start_date=START) as dag:
-        BatchFanoutOperator(
-            task_id="work",
-            job_definition="naive-probe",
-            job_queue=QUEUE,
-            array_size=5,
-            container_overrides=overrides,
-            poll_interval=0.2,
-            retries=1,
-            retry_delay=datetime.timedelta(0),
-        )
+    dag = array_dag(
+        "bf_naive_retry",
+        task_id="work",
+        job_definition="naive-probe",
+        array_size=5,
+        container_overrides=overrides,
+        **NO_DELAY_RETRY,
+    )
 
     dag_run = run_dag(dag)
 
     assert dag_run.state == "success"
     first, retried = helpers.jobs_of_task(probe_batch, "work", "bf_naive_retry", "work")
     assert retried["arrayProperties"]["size"] == 5
-    assert "BATCH_FANOUT_INDEX_MAP" not in {e["name"] for e in retried["container"].get("environment", [])}
+    assert "BATCH_FANOUT_INDEX_MAP" not in env_of(retried)
     # Every index's output exists and was written by a child of that very index.
     outputs = probe.outputs()
     assert sorted(outputs) == [0, 1, 2, 3, 4]

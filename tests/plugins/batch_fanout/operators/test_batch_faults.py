@@ -97,7 +97,8 @@ def unretried_connection(probe_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -
         probe_endpoint.faults({})
 
 
-def test_throttled_submit_and_describe_are_ridden_out_by_the_operators_backoff(  # noqa: PLR0917 - fixtures
+def test_throttled_submit_and_describe_are_ridden_out_by_the_operators_backoff(
+    *,
     run_dag: Any,
     probe_endpoint: Any,
     unretried_connection: str,
@@ -126,7 +127,8 @@ def test_throttled_submit_and_describe_are_ridden_out_by_the_operators_backoff( 
     assert out.count("AWS throttled describe_jobs (TooManyRequestsException)") == 3
 
 
-def test_an_injected_failure_of_one_index_is_retried_alone_by_the_next_try(  # noqa: PLR0917 - fixtures
+def test_an_injected_failure_of_one_index_is_retried_alone_by_the_next_try(
+    *,
     run_dag: Any,
     probe_endpoint: Any,
     probe_connection: str,
