@@ -42,6 +42,9 @@ with DAG(settings["dag_id"], schedule=None, start_date=datetime.datetime(2026, 1
     )
 """
 
+# Seconds for a dag.test() process to start Airflow and get its task's job running.
+DAG_PROCESS_START_TIMEOUT = 180
+
 RUNNER = """
 import importlib.util, os, sys
 from airflow.dag_processing.bundles.manager import DagBundlesManager
@@ -156,7 +159,7 @@ def test_killed_worker_retry_reattaches_and_exactly_one_job_exists(
     settings = {
         "dag_id": dag_id,
         "job_name": f"k-reattach-{durable}",
-        "command": probe.overrides(hold_file=hold, hold_seconds=90)["command"],
+        "command": probe.overrides(hold_file=hold, hold_seconds=300)["command"],
         "retries": 1,
         "durable": durable,
     }
@@ -168,7 +171,8 @@ def test_killed_worker_retry_reattaches_and_exactly_one_job_exists(
                 running_job(probe_batch, helpers, settings["job_name"], dag_id)
                 and "Batch array job" in (tmp_path / "dag_process.log").read_text(errors="replace")
             ),
-            60,
+            # A worker's dag.test() starts Airflow and its execution API first: slow on a loaded machine.
+            DAG_PROCESS_START_TIMEOUT,
             "the task to wait on its running job",
         )
     finally:
@@ -199,13 +203,15 @@ def test_sigterm_runs_on_kill_which_terminates_the_job(
     settings = {
         "dag_id": "bf_on_kill",
         "job_name": "k-on-kill",
-        "command": probe.overrides(hold_file=tmp_path / "never", hold_seconds=90)["command"],
+        "command": probe.overrides(hold_file=tmp_path / "never", hold_seconds=300)["command"],
         "retries": 0,
     }
     process, _ = start_dag_process(tmp_path, settings)
     try:
         job = helpers.wait_for(
-            lambda: running_job(probe_batch, helpers, "k-on-kill", "bf_on_kill"), 60, "the job"
+            lambda: running_job(probe_batch, helpers, "k-on-kill", "bf_on_kill"),
+            DAG_PROCESS_START_TIMEOUT,
+            "the job",
         )
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
