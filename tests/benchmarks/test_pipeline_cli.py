@@ -3,29 +3,16 @@ from Airflow's log lines, and its run's job ids from its metadata database."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pipeline.py"
+from .conftest import load_benchmark
 
-
-def _load_pipeline() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_pipeline", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-pipeline = _load_pipeline()
+pipeline = load_benchmark("pipeline")
 
 
 def _epoch(text: str) -> float:

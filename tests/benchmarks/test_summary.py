@@ -8,30 +8,21 @@ parsing is tested on what the scripts print. Nothing here times anything: the fi
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from .conftest import load_benchmark
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "benchmarks" / "summary.py"
 SAMPLE = Path(__file__).with_name("bench-sample.log")
 
 
-def _load_summary() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_summary", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-summary = _load_summary()
+summary = load_benchmark("summary")
 
 
 @pytest.mark.parametrize(
