@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from batch_fanout.local.errors import client_error
+from batch_fanout.specs.model import EXIT_PATTERN_KEYS, exit_pattern_problem
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 MAX_ARRAY_SIZE = 10_000
@@ -42,15 +43,6 @@ def check_environment(environment: list[dict[str, Any]] | None, where: str) -> N
             )
 
 
-# AWS's patterns of an ``evaluateOnExit`` rule (the API reference): up to 512 characters; an exit code
-# of digits only, a reason or status reason of letters, numbers, periods, colons and white space; each
-# may end with ``*``, a glob that matches any rest (``*`` alone matches anything).
-MAX_EXIT_PATTERN = 512
-EXIT_CODE_CHARACTERS = re.compile(r"[0-9]")
-REASON_CHARACTERS = re.compile(r"[A-Za-z0-9.:\s]", re.ASCII)
-REASON_KEYS = ("onReason", "onStatusReason")
-
-
 def check_retry_strategy(strategy: dict[str, Any] | None) -> None:
     if not strategy:
         return
@@ -67,35 +59,18 @@ def check_retry_strategy(strategy: dict[str, Any] | None) -> None:
         action = rule.get("action")
         if not isinstance(action, str) or action.upper() not in ("RETRY", "EXIT"):
             raise client_error(f"{where}.action must be RETRY or EXIT (in any case), got {action!r}")
-        for key in ("onExitCode", *REASON_KEYS):
+        for key in EXIT_PATTERN_KEYS:
             if rule.get(key) is not None:
                 check_exit_pattern(rule[key], f"{where}.{key}")
-        if not any(rule.get(key) is not None for key in ("onExitCode", *REASON_KEYS)):
+        if not any(rule.get(key) is not None for key in EXIT_PATTERN_KEYS):
             raise client_error(f"{where} needs onExitCode, onReason or onStatusReason")
 
 
 def check_exit_pattern(pattern: Any, where: str) -> None:
     """One ``onExitCode``, ``onReason`` or ``onStatusReason`` pattern, by AWS's documented rules."""
-    if not isinstance(pattern, str):
-        raise client_error(f"{where} must be a string, got {pattern!r}")
-    if not 1 <= len(pattern) <= MAX_EXIT_PATTERN:
-        raise client_error(f"{where} must be 1 to {MAX_EXIT_PATTERN} characters long, got {len(pattern)}")
-    if where.endswith("onExitCode"):
-        allowed, characters = "only numbers", EXIT_CODE_CHARACTERS
-    else:
-        allowed, characters = (
-            "only letters, numbers, periods (.), colons (:) and white space",
-            REASON_CHARACTERS,
-        )
-    body = pattern.removesuffix("*")
-    # Name the first character that is wrong: a ``*`` before the end, or one outside the set.
-    bad = next((char for char in body if not characters.fullmatch(char)), None)
-    if bad is None:
-        return
-    problem = "an asterisk (*) may only end it" if bad == "*" else f"{bad!r} is not allowed"
-    raise client_error(
-        f"Invalid {where} {pattern!r}: {problem}; it can contain {allowed}, optionally ending with an asterisk (*)"
-    )
+    problem = exit_pattern_problem(where.rsplit(".", 1)[-1], pattern)
+    if problem is not None:
+        raise client_error(f"Invalid {where} {pattern!r}: {problem}")
 
 
 def check_timeout(timeout: dict[str, Any] | None) -> None:

@@ -23,7 +23,14 @@ from typing import Any
 import yaml
 
 from batch_fanout.specs.errors import SpecError, SpecProblem
-from batch_fanout.specs.model import OPERATION_INPUT_SHAPES, join_index, join_key, validate_shape
+from batch_fanout.specs.model import (
+    EXIT_PATTERN_KEYS,
+    OPERATION_INPUT_SHAPES,
+    exit_pattern_problem,
+    join_index,
+    join_key,
+    validate_shape,
+)
 
 KIND_DIRECTORIES = {
     "job-definitions": "job-definition",
@@ -223,9 +230,14 @@ def check_job_definition(body: dict[str, Any]) -> list[tuple[str, str]]:
     if len(rules) > 5:
         problems.append(("retryStrategy.evaluateOnExit", f"has {len(rules)} rules; AWS Batch allows 5"))
     for index, rule in enumerate(rules):
-        if not {"onStatusReason", "onReason", "onExitCode"} & set(rule):
-            where = join_index("retryStrategy.evaluateOnExit", index)
+        where = join_index("retryStrategy.evaluateOnExit", index)
+        if not set(EXIT_PATTERN_KEYS) & set(rule):
             problems.append((where, "needs one of onStatusReason, onReason or onExitCode"))
+        for key in EXIT_PATTERN_KEYS:
+            if key in rule and (problem := exit_pattern_problem(key, rule[key])) is not None:
+                problems.append(
+                    (join_key(where, key), f"{rule[key]!r} is not a pattern AWS Batch accepts: {problem}")
+                )
     seconds = body.get("timeout", {}).get("attemptDurationSeconds")
     if seconds is not None and seconds < 60:
         problems.append(("timeout.attemptDurationSeconds", f"{seconds} is below the AWS minimum of 60"))

@@ -23,6 +23,37 @@ OPERATION_INPUT_SHAPES = {
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+# AWS's patterns of an ``evaluateOnExit`` rule (the API reference's EvaluateOnExit): up to 512
+# characters; an exit code of digits only, a reason or status reason of letters, numbers, periods,
+# colons and white space; each may end with ``*``, a glob that matches any rest (``*`` alone matches
+# anything). The model has no pattern for them, so validate_shape does not check them.
+EXIT_PATTERN_KEYS = ("onExitCode", "onReason", "onStatusReason")
+MAX_EXIT_PATTERN = 512
+_EXIT_CODE_CHARACTERS = re.compile(r"[0-9]")
+_REASON_CHARACTERS = re.compile(r"[A-Za-z0-9.:\s]", re.ASCII)
+
+
+def exit_pattern_problem(key: str, pattern: object) -> str | None:
+    """What is wrong with the ``evaluateOnExit`` pattern ``pattern`` under ``key`` (``onExitCode``,
+    ``onReason`` or ``onStatusReason``) by AWS's documented rules, or ``None`` when it is valid."""
+    if not isinstance(pattern, str):
+        return f"must be a string, not {type(pattern).__name__}"
+    if not 1 <= len(pattern) <= MAX_EXIT_PATTERN:
+        return f"must be 1 to {MAX_EXIT_PATTERN} characters long, got {len(pattern)}"
+    if key == "onExitCode":
+        allowed, characters = "only numbers", _EXIT_CODE_CHARACTERS
+    else:
+        allowed, characters = (
+            "only letters, numbers, periods (.), colons (:) and white space",
+            _REASON_CHARACTERS,
+        )
+    # Name the first character that is wrong: a ``*`` before the end, or one outside the set.
+    bad = next((char for char in pattern.removesuffix("*") if not characters.fullmatch(char)), None)
+    if bad is None:
+        return None
+    problem = "an asterisk (*) may only end it" if bad == "*" else f"{bad!r} is not allowed"
+    return f"{problem}; it can contain {allowed}, optionally ending with an asterisk (*)"
+
 
 @lru_cache(maxsize=1)
 def batch_shapes() -> dict[str, Any]:

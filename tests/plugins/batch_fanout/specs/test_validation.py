@@ -70,6 +70,24 @@ def test_missing_required_member_is_named(specs_dir: Path, edit_spec: Any) -> No
     ]
 
 
+def test_retry_patterns_aws_refuses_are_named(specs_dir: Path, edit_spec: Any) -> None:
+    def edit(body: dict[str, Any]) -> None:
+        rules = body["retryStrategy"]["evaluateOnExit"]
+        rules[0]["onExitCode"] = "6*5"
+        # As Spot's status reason reads, but AWS's pattern takes no parentheses.
+        rules[1]["onStatusReason"] = "Host EC2 (instance*"
+
+    edit_spec("leader.yaml", edit)
+    where = "specs/job-definitions/leader.yaml: retryStrategy.evaluateOnExit"
+    assert problems_of(specs_dir) == [
+        f"{where}[0].onExitCode: '6*5' is not a pattern AWS Batch accepts: an asterisk (*) may only end it; "
+        "it can contain only numbers, optionally ending with an asterisk (*)",
+        f"{where}[1].onStatusReason: 'Host EC2 (instance*' is not a pattern AWS Batch accepts: '(' is not "
+        "allowed; it can contain only letters, numbers, periods (.), colons (:) and white space, optionally "
+        "ending with an asterisk (*)",
+    ]
+
+
 def test_invalid_enum_value_lists_the_allowed_ones(specs_dir: Path, edit_spec: Any) -> None:
     edit_spec(
         "leader.yaml", lambda body: body["containerProperties"]["resourceRequirements"][0].update(type="GPUS")
