@@ -270,15 +270,23 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clock(args: argparse.Namespace) -> int:
-    data_dir = Path(args.data_dir).resolve()
+def _running_endpoint(data_dir: Path) -> tuple[str, LocalCredentials] | None:
+    """The URL and credentials of the endpoint running on ``data_dir``; ``None``, said on stderr, when
+    none runs there."""
     state = running_state(data_dir)
     if state is None:
         print(f"local AWS Batch endpoint is not running (data directory {data_dir})", file=sys.stderr)
-        return 1
+        return None
     credentials = load_credentials(recorded_credentials_file(data_dir) or data_dir / CREDENTIALS_FILE)
+    return str(state["url"]), credentials
+
+
+def _clock(args: argparse.Namespace) -> int:
+    running = _running_endpoint(Path(args.data_dir).resolve())
+    if running is None:
+        return 1
     try:
-        print(json.dumps(exchange_clock(str(state["url"]), credentials, args.advance), indent=2))
+        print(json.dumps(exchange_clock(*running, args.advance), indent=2))
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -300,10 +308,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _faults(args: argparse.Namespace) -> int:
-    data_dir = Path(args.data_dir).resolve()
-    state = running_state(data_dir)
-    if state is None:
-        print(f"local AWS Batch endpoint is not running (data directory {data_dir})", file=sys.stderr)
+    running = _running_endpoint(Path(args.data_dir).resolve())
+    if running is None:
         return 1
     document: dict[str, Any] | None = None
     try:
@@ -316,16 +322,13 @@ def _faults(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"error: cannot read the faults document: {error}", file=sys.stderr)
         return 2
-    credentials = load_credentials(recorded_credentials_file(data_dir) or data_dir / CREDENTIALS_FILE)
     try:
         if args.reclaim or args.reclaim_environment:
-            reclaimed = reclaim_jobs(
-                str(state["url"]), credentials, args.reclaim or [], args.reclaim_environment
-            )
+            reclaimed = reclaim_jobs(*running, args.reclaim or [], args.reclaim_environment)
             for job_id in reclaimed:
                 print(f"reclaimed {job_id}")
             return 0
-        print(json.dumps(exchange_faults(str(state["url"]), credentials, document), indent=2))
+        print(json.dumps(exchange_faults(*running, document), indent=2))
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,19 @@ from batch_fanout.local.faults import exchange_faults, reclaim_jobs
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
 P = ParamSpec("P")
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something true and return that; fail naming ``what`` after
+    ``timeout`` seconds. Jobs and Airflow runs signal nothing, so a test waits on their state this way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
 
 
 @dataclass
@@ -206,4 +220,4 @@ Its arguments are those of :func:`start_endpoint`.
 """
 
 
-__all__ = ["EndpointHandle", "fetch_status", "running_endpoint", "start_endpoint"]
+__all__ = ["EndpointHandle", "fetch_status", "running_endpoint", "start_endpoint", "wait_for"]

@@ -4,13 +4,13 @@ while its retryStrategy allows three."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from batch_fanout.local.testing import wait_for
 from batch_fanout.specs import SpecSettings, pinned_map, register_job_definitions
 from batch_fanout_job.errors import EXIT_BAD_INPUT
 from batch_fanout_job.limits import LEADER_MEMORY_MIB
@@ -35,14 +35,11 @@ def test_the_stated_leader_memory_is_the_leader_job_definitions() -> None:
 
 
 def wait_until_finished(batch_client: Any, job_id: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def finished() -> dict[str, Any] | None:
         job = batch_client.describe_jobs(jobs=[job_id])["jobs"][0]
-        if job["status"] in ("SUCCEEDED", "FAILED"):
-            return dict(job)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job not finished after {timeout} s: {job['status']}")
-        time.sleep(0.1)  # polling interval of a bounded wait on the job's state, not a synchronisation
+        return dict(job) if job["status"] in ("SUCCEEDED", "FAILED") else None
+
+    return dict(wait_for(finished, timeout, f"job {job_id} to finish", interval=0.1))
 
 
 def test_a_leader_given_a_malformed_graph_fails_once_with_the_bad_input_code(

@@ -5,12 +5,12 @@ aggregator to a complete report, with the results location given only at submit 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from batch_fanout.local.testing import wait_for
 from batch_fanout.specs import SpecSettings, pinned_map, register_job_definitions
 
 PROJECT_SPECS = Path(__file__).resolve().parents[3] / "include" / "specs"
@@ -18,15 +18,14 @@ QUEUE = "batch-fanout-queue"
 
 
 def wait_until_finished(batch_client: Any, job_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def finished() -> dict[str, dict[str, Any]] | None:
         jobs = {job["jobName"]: job for job in batch_client.describe_jobs(jobs=job_ids)["jobs"]}
-        if all(job["status"] in ("SUCCEEDED", "FAILED") for job in jobs.values()):
-            return jobs
-        if time.monotonic() > deadline:
-            states = {name: job["status"] for name, job in jobs.items()}
-            raise AssertionError(f"jobs not finished after {timeout} s: {states}")
-        time.sleep(0.1)  # polling interval of a bounded wait on the jobs' state, not a synchronisation
+        return jobs if all(job["status"] in ("SUCCEEDED", "FAILED") for job in jobs.values()) else None
+
+    jobs: dict[str, dict[str, Any]] = wait_for(
+        finished, timeout, f"jobs {', '.join(job_ids)} to finish", interval=0.1
+    )
+    return jobs
 
 
 @pytest.mark.slow

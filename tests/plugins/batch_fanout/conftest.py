@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from batch_fanout.local.testing import wait_for
+
 CONTAINERS_DIR = Path(__file__).resolve().parent / "containers"
 PROBE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/batch-fanout-tests/fanout_probe:1"
 PROBE_DEFINITION = "fanout-probe"
@@ -117,17 +119,6 @@ def jobs_of_task(
         and d.get("tags", {}).get("batch-fanout:task-id") == task_id
     ]
     return sorted(mine, key=lambda d: d["createdAt"])
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def release_when(condition: Callable[[], Any], hold_file: Path, timeout: float = 60) -> threading.Thread:

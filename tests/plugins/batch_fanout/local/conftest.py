@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from batch_fanout.local.testing import EndpointHandle, running_endpoint
+from batch_fanout.local.testing import EndpointHandle, running_endpoint, wait_for
 
 CONTAINERS_DIR = Path(__file__).parent / "containers"
 TEST_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/batch-fanout/testjob:latest"
@@ -127,14 +126,7 @@ def attempt_journal(data_dir: Path) -> dict[str, dict[str, Any]]:
 
 def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll ``condition`` until it returns something true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+    return wait_for(condition, timeout, what, interval=0.02)
 
 
 @pytest.fixture(scope="module")
